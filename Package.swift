@@ -1,0 +1,59 @@
+// swift-tools-version:6.2
+import PackageDescription
+
+let package = Package(
+    name: "image-builder",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "image-builder", targets: ["image-builder"]),
+        .library(name: "KubeClient", targets: ["KubeClient"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+    ],
+    targets: [
+        // libcurl, from Debian's libcurl4-openssl-dev.
+        .systemLibrary(
+            name: "CCurl",
+            pkgConfig: "libcurl",
+            providers: [.apt(["libcurl4-openssl-dev"])]
+        ),
+        // Non-variadic wrappers for curl_easy_setopt and friends.
+        .target(name: "CCurlShim", dependencies: ["CCurl"]),
+        // HTTP over curl multi: one thread drives every transfer; connection reuse and HTTP/2.
+        .target(
+            name: "CurlHTTP",
+            dependencies: [
+                "CCurl", "CCurlShim",
+                .product(name: "Collections", package: "swift-collections"),
+            ]
+        ),
+        // The Kubernetes API client: configuration, typed requests, watches, errors.
+        .target(
+            name: "KubeClient",
+            dependencies: [
+                "CurlHTTP",
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "image-builder",
+            dependencies: [
+                "KubeClient",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(name: "CurlHTTPTests", dependencies: ["CurlHTTP"]),
+        .testTarget(name: "KubeClientTests", dependencies: ["KubeClient"]),
+    ]
+)

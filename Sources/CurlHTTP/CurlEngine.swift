@@ -1,0 +1,118 @@
+import CCurl
+import CCurlShim
+import Foundation
+import Synchronization
+
+/// Drives every transfer of a client on one dedicated thread through a curl multi handle.
+///
+/// Connections are kept in the multi handle's pool and reused; HTTP/2 connections carry many
+/// transfers at once. Nothing here blocks Swift's cooperative thread pool: callers submit
+/// commands and await continuations that the engine thread resumes.
+final class CurlEngine: @unchecked Sendable {
+    enum Command {
+        case add(Transfer)
+        case resume(Transfer)
+        case cancel(Transfer)
+    }
+
+    private let multi: UnsafeMutableRawPointer
+    private let commands = Mutex<[Command]>([])
+    /// Transfers in the multi handle, by easy handle. Engine thread only.
+    private var active: [UnsafeMutableRawPointer: Transfer] = [:]
+    private let activeCount = Atomic<Int>(0)
+
+    private static let globalInit: Void = {
+        curl_global_init(Int(CURL_GLOBAL_DEFAULT))
+    }()
+
+    init(maxConnectionsPerHost: Int = 0) {
+        _ = Self.globalInit
+        guard let multi = curl_multi_init() else { fatalError("curl_multi_init failed") }
+        self.multi = multi
+        ccurl_multi_setopt_long(multi, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX)
+        if maxConnectionsPerHost > 0 {
+            ccurl_multi_setopt_long(multi, CURLMOPT_MAX_HOST_CONNECTIONS, maxConnectionsPerHost)
+        }
+        let thread = Thread { [self] in run() }
+        thread.name = "curl-engine"
+        thread.start()
+    }
+
+    /// Transfers currently in flight.
+    var transfersInFlight: Int { activeCount.load(ordering: .relaxed) }
+
+    func submit(_ command: Command) {
+        commands.withLock { $0.append(command) }
+        curl_multi_wakeup(multi)
+    }
+
+    private func run() {
+        while true {
+            let pending = commands.withLock { list -> [Command] in
+                let taken = list
+                list.removeAll(keepingCapacity: true)
+                return taken
+            }
+            for command in pending { handle(command) }
+
+            var running: Int32 = 0
+            curl_multi_perform(multi, &running)
+            var remaining: Int32 = 0
+            while let message = curl_multi_info_read(multi, &remaining) {
+                guard ccurl_msg_is_done(message) != 0, let easy = ccurl_msg_easy_handle(message) else { continue }
+                let code = ccurl_msg_result(message)
+                guard let transfer = active[easy] else { continue }
+                remove(transfer)
+                if code == CURLE_OK {
+                    transfer.finish(.success(()))
+                } else {
+                    transfer.finish(.failure(.from(code: code, url: transfer.request.url, detail: transfer.errorText)))
+                }
+                transfer.releaseHandle()
+            }
+            var ready: Int32 = 0
+            curl_multi_poll(multi, nil, 0, 1000, &ready)
+        }
+    }
+
+    private func handle(_ command: Command) {
+        switch command {
+        case .add(let transfer):
+            if transfer.state.withLock({ $0.cancelled }) {
+                transfer.finish(.failure(TransportError(kind: .cancelled, curlCode: 0, url: transfer.request.url, detail: "")))
+                return
+            }
+            if let error = transfer.makeHandle() {
+                transfer.releaseHandle()
+                transfer.finish(.failure(error))
+                return
+            }
+            guard let easy = transfer.easy else { return }
+            let code = curl_multi_add_handle(multi, easy)
+            if code != CURLM_OK {
+                transfer.releaseHandle()
+                let detail = curl_multi_strerror(code).map { String(cString: $0) } ?? "curl_multi_add_handle failed"
+                transfer.finish(.failure(TransportError(kind: .other, curlCode: 0, url: transfer.request.url, detail: detail)))
+                return
+            }
+            active[easy] = transfer
+            activeCount.wrappingAdd(1, ordering: .relaxed)
+        case .resume(let transfer):
+            if let easy = transfer.easy, active[easy] != nil {
+                curl_easy_pause(easy, CURLPAUSE_CONT)
+            }
+        case .cancel(let transfer):
+            guard let easy = transfer.easy, active[easy] != nil else { return }
+            remove(transfer)
+            transfer.finish(.failure(TransportError(kind: .cancelled, curlCode: 0, url: transfer.request.url, detail: "")))
+            transfer.releaseHandle()
+        }
+    }
+
+    private func remove(_ transfer: Transfer) {
+        guard let easy = transfer.easy else { return }
+        curl_multi_remove_handle(multi, easy)
+        active[easy] = nil
+        activeCount.wrappingSubtract(1, ordering: .relaxed)
+    }
+}

@@ -1,0 +1,72 @@
+import Foundation
+
+/// An HTTP client on libcurl: every request of one client shares a connection pool driven by one
+/// dedicated thread. Cheap to share; create one per process (or use `shared`).
+public final class HTTPClient: Sendable {
+    /// The process-wide client.
+    public static let shared = HTTPClient()
+
+    private let engine: CurlEngine
+
+    /// - Parameter maxConnectionsPerHost: a cap on connections per host (0: no cap). With HTTP/2
+    ///   one connection carries every request, so the cap matters for HTTP/1.1 servers only.
+    public init(maxConnectionsPerHost: Int = 0) {
+        engine = CurlEngine(maxConnectionsPerHost: maxConnectionsPerHost)
+    }
+
+    /// Transfers currently in flight (requests and open streams).
+    public var transfersInFlight: Int { engine.transfersInFlight }
+
+    /// Sends a request and returns the whole response. Any HTTP status is a response; only
+    /// transport failures throw (`TransportError`), and cancellation of the calling task.
+    public func send(_ request: HTTPRequest) async throws -> HTTPResponse {
+        let transfer = Transfer(request: request, mode: .buffered, engine: engine)
+        engine.submit(.add(transfer))
+        return try await transfer.waitForResponse()
+    }
+
+    /// Sends a request and returns once the response head has arrived; the body follows as a
+    /// stream. At most about `bufferLimit` bytes are held for a slow consumer: beyond that the
+    /// transfer pauses until the consumer catches up. Dropping the body stream stops the transfer.
+    public func stream(_ request: HTTPRequest, bufferLimit: Int = 1 << 20) async throws -> HTTPStreamingResponse {
+        let transfer = Transfer(request: request, mode: .streaming(bufferLimit: max(bufferLimit, 1)), engine: engine)
+        let body = HTTPBodyStream(transfer: transfer)
+        engine.submit(.add(transfer))
+        try await transfer.waitForHead()
+        let head = transfer.state.withLock { ($0.status, $0.headers, $0.httpVersion) }
+        return HTTPStreamingResponse(status: head.0, headers: head.1, httpVersion: head.2, body: body)
+    }
+}
+
+/// A response body delivered as it arrives. Iterate it once. When the last reference to it goes
+/// away before the end, the transfer is cancelled.
+public final class HTTPBodyStream: AsyncSequence, Sendable {
+    public typealias Element = Data
+
+    private let transfer: Transfer
+
+    init(transfer: Transfer) {
+        self.transfer = transfer
+    }
+
+    deinit {
+        transfer.cancel()
+    }
+
+    /// Stops the transfer now.
+    public func cancel() {
+        transfer.cancel()
+    }
+
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        let stream: HTTPBodyStream
+
+        public mutating func next() async throws -> Data? {
+            try await stream.transfer.nextChunk()
+        }
+    }
+
+    public func makeAsyncIterator() -> AsyncIterator {
+        AsyncIterator(stream: self)
+    }
+}
