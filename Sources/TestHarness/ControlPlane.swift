@@ -25,6 +25,8 @@ public final class ControlPlane: Sendable {
         public var extraAPIServerArguments: [String]
         /// How long each server may take to become ready.
         public var startupTimeout: Duration
+        /// Where kube-apiserver and kube-controller-manager are; nil means `binaryDirectory`.
+        public var binaryDirectory: String?
 
         public init(
             controllerManager: Bool = false,
@@ -32,8 +34,10 @@ public final class ControlPlane: Sendable {
             watchCache: Bool = true,
             disabledAdmissionPlugins: [String] = ["ServiceAccount"],
             extraAPIServerArguments: [String] = [],
-            startupTimeout: Duration = .seconds(60)
+            startupTimeout: Duration = .seconds(60),
+            binaryDirectory: String? = nil
         ) {
+            self.binaryDirectory = binaryDirectory
             self.controllerManager = controllerManager
             self.controllers = controllers
             self.watchCache = watchCache
@@ -129,7 +133,7 @@ public final class ControlPlane: Sendable {
     /// user's RBAC objects are in place. Throws with the failing server's log tail.
     public static func start(_ options: Options = Options()) async throws -> ControlPlane {
         let began = ContinuousClock.now
-        let bin = binaryDirectory
+        let bin = options.binaryDirectory ?? binaryDirectory
         let apiServerPath = bin + "/kube-apiserver", controllerManagerPath = bin + "/kube-controller-manager"
         guard FileManager.default.isExecutableFile(atPath: apiServerPath) else {
             throw HarnessError.missingBinary(apiServerPath, what: "kube-apiserver")
@@ -420,6 +424,7 @@ public final class ControlPlane: Sendable {
 
     /// Starts kube-apiserver again with the same port and flags; returns once it is ready.
     public func startAPIServer() async throws {
+        guard !stopped.withLock({ $0 }) else { throw HarnessError("the control plane was stopped") }
         try await apiServer.start()
         try await Self.waitForAPIServer(
             apiServer, serverURL: serverURL.absoluteString, caFile: caFile, token: adminToken,

@@ -17,7 +17,7 @@ public struct HarnessError: Error, CustomStringConvertible, Sendable {
 
     public var description: String {
         var text = message
-        if let logFile { text += "\n(log: \(logFile))" }
+        if let logFile { text += "\n(log: \(logFile); failed starts keep it with IMAGE_BUILDER_KEEP_TEST_DIRS=1)" }
         if let logTail, !logTail.isEmpty {
             text += "\n--- last lines of the log ---\n" + logTail
         }

@@ -66,7 +66,7 @@ final class ServerProcess: Sendable {
             sleep 1 & s=$!
             wait "$s"; s=
           done
-        ) </dev/null &
+        ) </dev/null 2>/dev/null &
         watcher=$!
         trap 'kill -TERM "$child" 2>/dev/null' TERM INT HUP
         while :; do
@@ -139,7 +139,7 @@ final class ServerProcess: Sendable {
                 if exit.status == nil { kill(supervisorPid, SIGKILL) }
                 throw failure("the supervisor did not start the server")
             } else {
-                try? await Task.sleep(for: .milliseconds(5))
+                await pause(milliseconds: 5)
             }
         }
         ChildRegistry.shared.add(server: serverPid!)
@@ -193,7 +193,7 @@ final class ServerProcess: Sendable {
         let deadline = ContinuousClock.now + timeout
         while exit.status == nil {
             if ContinuousClock.now > deadline { return false }
-            try? await Task.sleep(for: .milliseconds(20))
+            await pause(milliseconds: 20)
         }
         return true
     }
@@ -204,6 +204,15 @@ final class ServerProcess: Sendable {
     /// An error about this server, with the tail of its log.
     func failure(_ message: String) -> HarnessError {
         HarnessError("\(name): \(message)", logTail: logTail(), logFile: logFile)
+    }
+}
+
+/// Sleeps, also in a cancelled task (cleanup must still wait for processes to exit).
+func pause(milliseconds: Int) async {
+    do {
+        try await Task.sleep(for: .milliseconds(milliseconds))
+    } catch {
+        usleep(UInt32(milliseconds) * 1000)
     }
 }
 

@@ -71,9 +71,16 @@ struct SharedControlPlaneTests {
 struct OwnControlPlaneTests {
     @Test func apiServerStopsAndStartsAgain() async throws {
         try await ControlPlane.withControlPlane(.init(watchCache: false)) { cp in
-        try await cp.kubectl(["create", "configmap", "survives", "--from-literal=k=v"])
+        let oldVersion = try await cp.kubectl(
+            ["create", "configmap", "survives", "--from-literal=k=v", "-o", "jsonpath={.metadata.resourceVersion}"])
+        try await cp.kubectl(["create", "configmap", "later"])
+        try await cp.kubectl(["create", "configmap", "later-still"])
         let revision = try await cp.compactEtcd()
-        #expect(revision > 1)
+        #expect(revision > Int64(oldVersion)!)
+        // Without the watch cache, a watch from a compacted revision ends with 410 Gone.
+        let watch = try await cp.kubectlResult(
+            ["get", "--raw", "/api/v1/namespaces/default/configmaps?watch=true&resourceVersion=\(oldVersion)&timeoutSeconds=2"])
+        #expect(watch.stdout.contains("\"code\":410"), "\(watch.stdout) \(watch.stderr)")
 
         let clock = ContinuousClock()
         let stopTime = await clock.measure { await cp.stopAPIServer() }
@@ -119,5 +126,21 @@ struct OwnControlPlaneTests {
         }
         #expect(pods.contains("pod/harness-job-"))
         }
+    }
+
+    @Test func missingBinaryNamesTheInstallScript() async throws {
+        let error = try await #require(throws: HarnessError.self) {
+            try await ControlPlane.start(.init(binaryDirectory: "/nonexistent/bin"))
+        }
+        #expect(error.description.contains("/nonexistent/bin/kube-apiserver"))
+        #expect(error.description.contains("scripts/install-deps.sh"))
+    }
+
+    @Test func failedStartReportsTheLogTail() async throws {
+        let error = try await #require(throws: HarnessError.self) {
+            try await ControlPlane.start(.init(extraAPIServerArguments: ["--no-such-flag=1"]))
+        }
+        #expect(error.message.contains("kube-apiserver"))
+        #expect(error.description.contains("unknown flag: --no-such-flag"), "\(error)")
     }
 }
