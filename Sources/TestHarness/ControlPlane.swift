@@ -383,6 +383,21 @@ public final class ControlPlane: Sendable {
         Self.kubeconfigPath(directory, user)
     }
 
+    /// A kubeconfig for `user` as YAML text with everything embedded (`certificate-authority-data`,
+    /// `client-certificate-data`, `client-key-data`), referring to no file.
+    public func embeddedKubeconfig(for user: User = .admin) -> String {
+        let cluster = KubeconfigCluster(server: serverURL.absoluteString, caFile: caFile)
+        switch user {
+        case .admin:
+            return cluster.render(user: "admin", credentials: .token(adminToken), embedded: true)
+        case .limited:
+            return cluster.render(user: "limited", credentials: .token(limitedToken), embedded: true)
+        case .clientCertificate:
+            let files = CertificateFiles(certificateFile: clientCertificateFile, keyFile: clientKeyFile)
+            return cluster.render(user: "cert-admin", credentials: .certificate(files), embedded: true)
+        }
+    }
+
     private static func kubeconfigPath(_ directory: String, _ user: User) -> String {
         "\(directory)/kubeconfig-\(user.rawValue).yaml"
     }
@@ -488,7 +503,7 @@ public final class ControlPlane: Sendable {
     }
 }
 
-/// Writes kubeconfig files for one cluster.
+/// Renders kubeconfigs for one cluster, with file references or embedded (`*-data`) PEM.
 struct KubeconfigCluster {
     enum Credentials {
         case token(String)
@@ -499,21 +514,34 @@ struct KubeconfigCluster {
     let caFile: String
 
     func write(to path: String, user: String, credentials: Credentials) throws {
+        try render(user: user, credentials: credentials, embedded: false)
+            .write(toFile: path, atomically: true, encoding: .utf8)
+    }
+
+    func render(user: String, credentials: Credentials, embedded: Bool) -> String {
+        func data(_ path: String) -> String {
+            (FileManager.default.contents(atPath: path) ?? Data()).base64EncodedString()
+        }
+        let authority = embedded
+            ? "certificate-authority-data: \(data(caFile))" : "certificate-authority: \(caFile)"
         let userFields: String
         switch credentials {
         case .token(let token):
             userFields = "    token: \(token)"
+        case .certificate(let files) where embedded:
+            userFields = "    client-certificate-data: \(data(files.certificateFile))\n"
+                + "    client-key-data: \(data(files.keyFile))"
         case .certificate(let files):
             userFields = "    client-certificate: \(files.certificateFile)\n    client-key: \(files.keyFile)"
         }
-        let yaml = """
+        return """
         apiVersion: v1
         kind: Config
         clusters:
         - name: harness
           cluster:
             server: \(server)
-            certificate-authority: \(caFile)
+            \(authority)
         users:
         - name: \(user)
           user:
@@ -527,6 +555,5 @@ struct KubeconfigCluster {
         current-context: harness
 
         """
-        try yaml.write(toFile: path, atomically: true, encoding: .utf8)
     }
 }

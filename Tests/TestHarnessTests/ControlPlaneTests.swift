@@ -44,6 +44,19 @@ struct SharedControlPlaneTests {
         #expect(whoami.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "yes")
     }
 
+    @Test func embeddedKubeconfigsWork() async throws {
+        let cp = try await ControlPlane.shared()
+        for user in ControlPlane.User.allCases {
+            let yaml = cp.embeddedKubeconfig(for: user)
+            #expect(yaml.contains("certificate-authority-data: "))
+            #expect(!yaml.contains(cp.directory))
+            let path = cp.directory + "/embedded-\(user.rawValue)-\(UUID().uuidString).yaml"
+            try yaml.write(toFile: path, atomically: true, encoding: .utf8)
+            let result = try await runCommand("/usr/bin/kubectl", ["--kubeconfig", path, "get", "configmaps", "-o", "name"])
+            #expect(result.succeeded, "\(user): \(result.stderr)")
+        }
+    }
+
     @Test func tokenAndCAWorkWithCurl() async throws {
         let cp = try await ControlPlane.shared()
         let ok = try await runCommand(
