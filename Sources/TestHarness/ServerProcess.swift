@@ -24,7 +24,7 @@ final class ServerProcess: Sendable {
     let arguments: [String]
     let environment: [String: String]
     let logFile: String
-    private let pidFile: String
+    private let directory: String
 
     private struct Running {
         var supervisor: Process
@@ -40,7 +40,7 @@ final class ServerProcess: Sendable {
         self.arguments = arguments
         self.environment = environment
         self.logFile = "\(directory)/\(name).log"
-        self.pidFile = "\(directory)/\(name).pid"
+        self.directory = directory
     }
 
     // $1 = pid of the test process, $2 = pid file, the rest = the server's command line.
@@ -84,7 +84,8 @@ final class ServerProcess: Sendable {
             throw HarnessError("\(name): \(executable) is not an executable file")
         }
         try stop(immediately: true)
-        try? FileManager.default.removeItem(atPath: pidFile)
+        // One pid file per start, so a late exit of a previous supervisor never reads this one.
+        let pidFile = "\(directory)/.\(name)-\(randomHex(bytes: 4)).pid"
         if !FileManager.default.fileExists(atPath: logFile) {
             _ = FileManager.default.createFile(atPath: logFile, contents: nil)
         }
@@ -106,7 +107,6 @@ final class ServerProcess: Sendable {
         process.standardError = log
         process.standardInput = FileHandle.nullDevice
         let exit = ExitSignal()
-        let pidFile = self.pidFile
         process.terminationHandler = { process in
             // The supervisor only exits after the server did (or was killed itself): forget both.
             ChildRegistry.shared.remove(process.processIdentifier)
@@ -125,6 +125,7 @@ final class ServerProcess: Sendable {
         }
         let supervisorPid = process.processIdentifier
         ChildRegistry.shared.add(supervisor: supervisorPid)
+        if exit.status != nil { ChildRegistry.shared.remove(supervisorPid) }
 
         // The supervisor writes the server's pid right after forking it.
         let deadline = ContinuousClock.now + .seconds(10)
