@@ -54,7 +54,11 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // Test support: a real etcd + kube-apiserver (+ controller manager) and an OCI registry on
+        // loopback. Deliberately independent of KubeClient, which it is used to test.
+        .target(name: "TestHarness"),
         .testTarget(name: "CurlHTTPTests", dependencies: ["CurlHTTP"]),
         .testTarget(name: "KubeClientTests", dependencies: ["KubeClient"]),
+        .testTarget(name: "TestHarnessTests", dependencies: ["TestHarness"]),
     ]
 )
