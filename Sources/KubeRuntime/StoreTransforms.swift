@@ -1,0 +1,35 @@
+import KubeClient
+
+/// Transforms applied to objects before they are cached, to keep memory small.
+public enum StoreTransforms {
+    /// Drops `metadata.managedFields` (server-side apply bookkeeping, often the largest part).
+    @Sendable public static func stripManagedFields<Object: KubeObject>(_ object: Object) -> Object {
+        guard object.metadata.managedFields != nil else { return object }
+        var object = object
+        object.metadata.managedFields = nil
+        return object
+    }
+
+    /// Keeps what a controller watching its Jobs needs: metadata (without managedFields), status,
+    /// the spec's limits, and of the pod template only its labels, annotations and each
+    /// container's name and image. Drops commands, arguments, environment, volumes and the rest.
+    @Sendable public static func summarizeJob(_ job: Job) -> Job {
+        var job = stripManagedFields(job)
+        guard var spec = job.spec else { return job }
+        var template = PodTemplateSpec()
+        if let metadata = spec.template.metadata {
+            template.metadata = ObjectMeta(labels: metadata.labels, annotations: metadata.annotations)
+        }
+        if let podSpec = spec.template.spec {
+            var summary = PodSpec(containers: podSpec.containers.map { Container(name: $0.name, image: $0.image) })
+            summary.restartPolicy = podSpec.restartPolicy
+            template.spec = summary
+        }
+        spec.template = template
+        job.spec = spec
+        return job
+    }
+
+    /// No transform.
+    @Sendable public static func identity<Object: KubeObject>(_ object: Object) -> Object { object }
+}
