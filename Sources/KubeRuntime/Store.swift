@@ -34,10 +34,10 @@ public final class Store<Object: KubeObject>: Sendable {
     private struct State {
         var objects: [ObjectKey: Object] = [:]
         var hasSynced = false
-        var syncWaiters: [CheckedContinuation<Void, Never>] = []
     }
 
     private let state = Mutex(State())
+    private let synced = OneShotSignal()
     private let transform: @Sendable (Object) -> Object
 
     /// - Parameter transform: applied to each object as it is stored; defaults to dropping `managedFields`.
@@ -88,22 +88,7 @@ public final class Store<Object: KubeObject>: Sendable {
 
     /// Returns once the store has synced (at once if it has). Cancellation ends the wait early.
     public func waitUntilSynced() async {
-        await withTaskCancellationHandler {
-            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-                let ready = state.withLock { state -> Bool in
-                    if state.hasSynced || Task.isCancelled { return true }
-                    state.syncWaiters.append(continuation)
-                    return false
-                }
-                if ready { continuation.resume() }
-            }
-        } onCancel: {
-            let waiters = state.withLock { state in
-                defer { state.syncWaiters = [] }
-                return state.syncWaiters
-            }
-            for waiter in waiters { waiter.resume() }
-        }
+        await synced.wait()
     }
 
     // MARK: - Writes (by the watcher)
@@ -118,14 +103,13 @@ public final class Store<Object: KubeObject>: Sendable {
             let object = transform(item)
             fresh[object.key] = object
         }
-        let (previous, waiters) = state.withLock { state in
+        let previous = state.withLock { state in
             let previous = state.objects
             state.objects = fresh
             state.hasSynced = true
-            defer { state.syncWaiters = [] }
-            return (previous, state.syncWaiters)
+            return previous
         }
-        for waiter in waiters { waiter.resume() }
+        synced.fire()
         var changes: [StoreChange<Object>] = []
         for (key, object) in fresh {
             if let old = previous[key] {
