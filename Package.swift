@@ -60,5 +60,6 @@ let package = Package(
         .testTarget(name: "CurlHTTPTests", dependencies: ["CurlHTTP"]),
         .testTarget(name: "KubeClientTests", dependencies: ["KubeClient"]),
         .testTarget(name: "TestHarnessTests", dependencies: ["TestHarness"]),
+        .testTarget(name: "KubeClientIntegrationTests", dependencies: ["KubeClient", "TestHarness"]),
     ]
 )
