@@ -64,6 +64,11 @@ public struct LocatedProblem: Sendable, Hashable, CustomStringConvertible {
     public var description: String {
         (position.map { "\($0): " } ?? "") + problem.description
     }
+
+    /// `FILE:LINE:COLUMN: FIELD: MESSAGE`.
+    public func line(file: String) -> String {
+        (position.map { "\(file):\($0): " } ?? "\(file): ") + problem.description
+    }
 }
 
 public struct ConfigFailure: Error, Sendable, Hashable, CustomStringConvertible {

@@ -99,8 +99,8 @@ public struct ImageReference: Sendable, Hashable, CustomStringConvertible {
     }
 
     static func checkPort(_ port: Substring, _ domain: Substring) throws(ReferenceError) {
-        guard !port.isEmpty, port.count <= 5, port.allSatisfy({ $0.isASCII && $0.isNumber }) else {
-            throw ReferenceError("registry host \"\(domain)\": port must be a number")
+        guard !port.isEmpty, port.count <= 5, port.allSatisfy({ $0.isASCII && $0.isNumber }), let number = Int(port), number <= 65535 else {
+            throw ReferenceError("registry host \"\(domain)\": the port must be a number up to 65535")
         }
     }
 
@@ -132,7 +132,8 @@ public struct ImageReference: Sendable, Hashable, CustomStringConvertible {
             valid = alnumRun()
         }
         guard valid else {
-            if component.contains(where: { $0.isUppercase }) {
+            if component.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "._-".contains($0)) }),
+               component.contains(where: { $0.isUppercase }) {
                 throw ReferenceError("repository path \"\(component)\" must be lower case")
             }
             throw ReferenceError("repository path component \"\(component)\" must be lower-case letters and digits, separated by '.', '_', '__' or '-'")

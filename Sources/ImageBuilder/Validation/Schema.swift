@@ -162,10 +162,15 @@ extension Schema {
             if let maxItems, items.count > maxItems {
                 problems.append(ValidationProblem(path, "has \(items.count) items; at most \(maxItems) are allowed"))
             }
+            let before = problems.count
             for (index, item) in items.enumerated() {
                 element.first?.collect(item, path / index, &problems)
             }
-            for check in checks { SchemaChecks.run(check, on: value, at: path, &problems) }
+            // List-wide checks add nothing about an item already reported on.
+            let reported = Set(problems[before...].map(\.path))
+            var listProblems: [ValidationProblem] = []
+            for check in checks { SchemaChecks.run(check, on: value, at: path, &listProblems) }
+            problems += listProblems.filter { !reported.contains($0.path) }
         case (.string, .string(let text)):
             collectString(text, path, &problems)
         case (.boolean, .bool):

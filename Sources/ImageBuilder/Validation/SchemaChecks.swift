@@ -91,18 +91,19 @@ enum SchemaChecks {
         return bytes.allSatisfy { PackageGrammar.isAlnum($0) || $0 == PackageGrammar.underscore }
     }
 
-    static func isDNSLabel(_ text: Substring) -> Bool {
-        let bytes = Array(text.utf8)
-        guard let first = bytes.first, let last = bytes.last, bytes.count <= 63 else { return false }
-        return PackageGrammar.isLowerAlnum(first) && PackageGrammar.isLowerAlnum(last)
-            && bytes.allSatisfy { PackageGrammar.isLowerAlnum($0) || $0 == PackageGrammar.minus }
+    static func isDNSLabel(_ text: String) -> Bool {
+        text.utf8.count <= 63 && !text.contains(".") && isDNSSubdomain(text)
     }
 
-    static func isDNSLabel(_ text: String) -> Bool { isDNSLabel(Substring(text)) }
-
+    /// Kubernetes' DNS-1123 subdomain: dot-separated label-like parts, 253 characters in all (the
+    /// parts have no length limit of their own).
     static func isDNSSubdomain(_ text: String) -> Bool {
-        text.utf8.count <= 253
-            && text.split(separator: ".", omittingEmptySubsequences: false).allSatisfy { isDNSLabel($0) }
+        text.utf8.count <= 253 && text.split(separator: ".", omittingEmptySubsequences: false).allSatisfy { part in
+            let bytes = Array(part.utf8)
+            guard let first = bytes.first, let last = bytes.last else { return false }
+            return PackageGrammar.isLowerAlnum(first) && PackageGrammar.isLowerAlnum(last)
+                && bytes.allSatisfy { PackageGrammar.isLowerAlnum($0) || $0 == PackageGrammar.minus }
+        }
     }
 
     /// Same letters ignoring case, or one edit apart: worth a "did you mean".

@@ -145,7 +145,12 @@ public enum YAMLLoader {
                     added = 1
                     anchor = event.data.scalar.anchor.map { String(cString: $0) }
                 case YAML_ALIAS_EVENT:
-                    added = event.data.alias.anchor.flatMap { anchors[String(cString: $0)] } ?? 1
+                    let name = event.data.alias.anchor.map { String(cString: $0) } ?? ""
+                    guard let size = anchors[name] else {
+                        // Anchors belong to their document; Kubernetes' YAML reader refuses such aliases.
+                        return (document, YAMLError("alias *\(name) names no anchor before it in this document", at: position))
+                    }
+                    added = size
                 case YAML_SEQUENCE_START_EVENT, YAML_MAPPING_START_EVENT:
                     let name = event.type == YAML_SEQUENCE_START_EVENT ? event.data.sequence_start.anchor : event.data.mapping_start.anchor
                     open.append((name.map { String(cString: $0) }, 1))

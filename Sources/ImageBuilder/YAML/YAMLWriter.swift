@@ -9,7 +9,8 @@ public enum YAMLWriter {
 
     /// One document, without a `---` line.
     public static func document(_ value: JSONValue) throws -> String {
-        try Yams.serialize(node: node(value), width: -1, allowUnicode: true, newLineScalarStyle: .literal)
+        let text = try Yams.serialize(node: node(value), width: -1, allowUnicode: true)
+        return text.hasSuffix("\n") ? text : text + "\n"
     }
 
     /// Several documents separated by `---` lines.
@@ -23,7 +24,10 @@ public enum YAMLWriter {
         case .bool(let flag): return Node(flag ? "true" : "false", Tag(.bool))
         case .int(let number): return Node(String(number), Tag(.int))
         case .double(let number): return Node(String(number), Tag(.float))
-        case .string(let text): return .scalar(text.represented())
+        case .string(let text):
+            var scalar = text.represented()
+            if text.contains("\n") { scalar.style = .literal }
+            return .scalar(scalar)
         case .array(let items): return Node(items.map(node))
         case .object(let members):
             let keys = members.keys.sorted { a, b in
