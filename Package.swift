@@ -44,6 +44,7 @@ let package = Package(
                 "CurlHTTP",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
             ]
         ),
         // The pure domain: ImageSpec types, validation, naming, build rendering and planning.
@@ -64,6 +65,9 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // Test support: a real etcd + kube-apiserver (+ controller manager) and an OCI registry on
+        // loopback. Deliberately independent of KubeClient, which it is used to test.
+        .target(name: "TestHarness"),
         .testTarget(name: "CurlHTTPTests", dependencies: ["CurlHTTP"]),
         .testTarget(name: "KubeClientTests", dependencies: ["KubeClient"]),
         .testTarget(
@@ -75,5 +79,6 @@ let package = Package(
             ],
             exclude: ["Golden"]
         ),
+        .testTarget(name: "TestHarnessTests", dependencies: ["TestHarness"]),
     ]
 )

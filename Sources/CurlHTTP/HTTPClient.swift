@@ -58,7 +58,7 @@ public final class HTTPBodyStream: AsyncSequence, Sendable {
         transfer.cancel()
     }
 
-    public struct AsyncIterator: AsyncIteratorProtocol {
+    public struct AsyncIterator: AsyncIteratorProtocol, Sendable {
         let stream: HTTPBodyStream
 
         public mutating func next() async throws -> Data? {
