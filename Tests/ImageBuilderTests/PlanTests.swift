@@ -124,3 +124,35 @@ import Testing
         #expect(plan.targetImage == "registry.example.com/ph/\(name):\(plan.hash)")
     }
 }
+
+@Suite struct PublishTests {
+    @Test func publishedImageEntry() throws {
+        let spec = try Fixtures.example("published.yaml")
+        var config = OperatorConfig()
+        config.registry.pushSecret = "push"
+        config.registry.pullSecret = "pull"
+        let fresh = try #require(ImagePublisher.publish(spec, builtImage: "r.example.com/x:1", jobName: "j", config: config, existing: nil))
+        #expect(fresh.metadata.name == "tf-gpu")
+        #expect(fresh.metadata.namespace == "hub")
+        #expect(fresh.spec.url == "r.example.com/x:1" && fresh.spec.urlForGpu == "r.example.com/x:1")
+        #expect(fresh.spec.pullSecret == "pull")
+        #expect(fresh.spec.type == "both" && fresh.spec.groupName == "vision")
+        #expect(fresh.status?.jobCondition == Image.JobCondition(phase: "Succeeded", jobName: "j", image: "r.example.com/x:1"))
+        #expect(ImagePublisher.isPublished(fresh, from: spec))
+
+        // An existing entry keeps what publish does not set, and unknown members; a leaked push
+        // secret is replaced.
+        let existingJSON = #"{"apiVersion":"primehub.io/v1alpha1","kind":"Image","metadata":{"name":"tf-gpu","namespace":"hub"},"spec":{"displayName":"Old","pullSecret":"push","url":"old","extra":"kept"}}"#
+        let existing = try KubeJSON.decoder.decode(Image.self, from: Data(existingJSON.utf8))
+        config.registry.pullSecret = nil
+        let updated = try #require(ImagePublisher.publish(spec, builtImage: "r.example.com/x:2", jobName: "j2", config: config, existing: existing))
+        #expect(updated.spec.displayName == "TensorFlow (GPU, with OpenCV)")
+        #expect(updated.spec.pullSecret == nil)
+        let encoded = try JSONValue(encoding: updated)
+        #expect(encoded.value(at: "spec", "extra") == .string("kept"))
+        #expect(encoded.value(at: "spec", "pullSecret") == nil)
+
+        let unpublished = try Fixtures.example("better-base-notebook.yaml")
+        #expect(ImagePublisher.publish(unpublished, builtImage: "x", jobName: "j", config: config, existing: nil) == nil)
+    }
+}

@@ -65,6 +65,13 @@ import Testing
         #expect(fresh.value(at: "status", "jobCondition") == .object(["phase": .string(""), "jobName": .string(""), "image": .string("")]))
     }
 
+    @Test func imageSpecJobRoundTrip() throws {
+        let text = #"{"apiVersion":"primehub.io/v1alpha1","kind":"ImageSpecJob","metadata":{"name":"img"},"spec":{"baseImage":"ubuntu","packages":{"apt":["curl"]},"pushSecret":"p","targetImage":"img:96ff7925","repoPrefix":"r.example.com","updateTime":"2019-11-05T00:09:15Z"},"status":{"phase":"Running","podName":"image-img-abcd","extra":1}}"#
+        let job = try Self.json(text).decode(as: ImageSpecJob.self)
+        #expect(job.status?.podName == "image-img-abcd")
+        #expect(try JSONValue(encoding: job) == (try Self.json(text)))
+    }
+
     @Test func kstatusConditions() throws {
         var status = ImageSpecStatus(phase: "Running", jobName: "j", image: "")
         let t0 = Date(timeIntervalSince1970: 1_700_000_000)
