@@ -7,6 +7,7 @@ let package = Package(
     products: [
         .executable(name: "image-builder", targets: ["image-builder"]),
         .library(name: "KubeClient", targets: ["KubeClient"]),
+        .library(name: "ImageBuilder", targets: ["ImageBuilder"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -46,10 +47,20 @@ let package = Package(
                 .product(name: "CoreMetrics", package: "swift-metrics"),
             ]
         ),
+        // The pure domain: ImageSpec types, validation, naming, build rendering and planning.
+        .target(
+            name: "ImageBuilder",
+            dependencies: [
+                "KubeClient",
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
         .executableTarget(
             name: "image-builder",
             dependencies: [
                 "KubeClient",
+                "ImageBuilder",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -59,6 +70,15 @@ let package = Package(
         .target(name: "TestHarness"),
         .testTarget(name: "CurlHTTPTests", dependencies: ["CurlHTTP"]),
         .testTarget(name: "KubeClientTests", dependencies: ["KubeClient"]),
+        .testTarget(
+            name: "ImageBuilderTests",
+            dependencies: [
+                "ImageBuilder",
+                "image-builder",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            exclude: ["Golden"]
+        ),
         .testTarget(name: "TestHarnessTests", dependencies: ["TestHarness"]),
         .testTarget(name: "KubeClientIntegrationTests", dependencies: ["KubeClient", "TestHarness"]),
     ]
