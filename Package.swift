@@ -68,6 +68,12 @@ let package = Package(
         // Test support: a real etcd + kube-apiserver (+ controller manager) and an OCI registry on
         // loopback. Deliberately independent of KubeClient, which it is used to test.
         .target(name: "TestHarness"),
+        // `swift run -c release client-benchmark`: our client against kubectl on a local control plane.
+        .executableTarget(
+            name: "client-benchmark",
+            dependencies: ["KubeClient", "TestHarness"],
+            path: "Benchmarks/ClientBenchmark"
+        ),
         .testTarget(name: "CurlHTTPTests", dependencies: ["CurlHTTP"]),
         .testTarget(name: "KubeClientTests", dependencies: ["KubeClient"]),
         .testTarget(
