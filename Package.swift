@@ -8,6 +8,7 @@ let package = Package(
         .executable(name: "image-builder", targets: ["image-builder"]),
         .library(name: "KubeClient", targets: ["KubeClient"]),
         .library(name: "KubeRuntime", targets: ["KubeRuntime"]),
+        .library(name: "ImageBuilder", targets: ["ImageBuilder"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -64,10 +65,20 @@ let package = Package(
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ]
         ),
+        // The pure domain: ImageSpec types, validation, naming, build rendering and planning.
+        .target(
+            name: "ImageBuilder",
+            dependencies: [
+                "KubeClient",
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
         .executableTarget(
             name: "image-builder",
             dependencies: [
                 "KubeClient",
+                "ImageBuilder",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -75,9 +86,25 @@ let package = Package(
         // Test support: a real etcd + kube-apiserver (+ controller manager) and an OCI registry on
         // loopback. Deliberately independent of KubeClient, which it is used to test.
         .target(name: "TestHarness"),
+        // `swift run -c release client-benchmark`: our client against kubectl on a local control plane.
+        .executableTarget(
+            name: "client-benchmark",
+            dependencies: ["KubeClient", "TestHarness"],
+            path: "Benchmarks/ClientBenchmark"
+        ),
         .testTarget(name: "CurlHTTPTests", dependencies: ["CurlHTTP"]),
         .testTarget(name: "KubeClientTests", dependencies: ["KubeClient"]),
+        .testTarget(
+            name: "ImageBuilderTests",
+            dependencies: [
+                "ImageBuilder",
+                "image-builder",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            exclude: ["Golden"]
+        ),
         .testTarget(name: "TestHarnessTests", dependencies: ["TestHarness"]),
+        .testTarget(name: "KubeClientIntegrationTests", dependencies: ["KubeClient", "TestHarness"]),
         .testTarget(name: "KubeRuntimeTests", dependencies: ["KubeRuntime", "TestHarness"]),
     ]
 )

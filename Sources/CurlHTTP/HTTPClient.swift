@@ -58,6 +58,13 @@ public final class HTTPBodyStream: AsyncSequence, Sendable {
         transfer.cancel()
     }
 
+    /// Bytes received but not yet taken by the consumer (bounded by the stream's buffer limit
+    /// plus one network chunk).
+    public var bufferedBytes: Int { transfer.state.withLock { $0.bufferedBytes } }
+
+    /// True while the transfer is paused because the consumer is behind.
+    public var isPaused: Bool { transfer.state.withLock { $0.paused } }
+
     public struct AsyncIterator: AsyncIteratorProtocol, Sendable {
         let stream: HTTPBodyStream
 

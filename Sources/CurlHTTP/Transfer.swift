@@ -252,7 +252,8 @@ final class Transfer: @unchecked Sendable {
             state.bodyWaiter = nil
             responseWaiter = state.responseWaiter
             state.responseWaiter = nil
-            if case .success = outcome {
+            if case .success = outcome, responseWaiter != nil {
+                // Hand the body over; when nobody waits yet, `waitForResponse` takes it from `state`.
                 response = HTTPResponse(
                     status: state.status, headers: state.headers, body: state.body, httpVersion: state.httpVersion)
                 state.body = Data()
@@ -312,8 +313,10 @@ final class Transfer: @unchecked Sendable {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<HTTPResponse, any Error>) in
                 let ready = state.withLock { state -> Result<HTTPResponse, TransportError>? in
                     if let finished = state.finished {
+                        let body = state.body
+                        state.body = Data()
                         return finished.map {
-                            HTTPResponse(status: state.status, headers: state.headers, body: state.body,
+                            HTTPResponse(status: state.status, headers: state.headers, body: body,
                                          httpVersion: state.httpVersion)
                         }
                     }

@@ -156,7 +156,9 @@ public final class KubernetesClient: Sendable {
         do {
             return try KubeJSON.decoder.decode(T.self, from: data)
         } catch let error as DecodingError {
-            throw KubeClientError.decoding(type: "\(T.self)", request: request, detail: describe(error))
+            let excerpt = String(decoding: data.prefix(200), as: UTF8.self)
+            throw KubeClientError.decoding(
+                type: "\(T.self)", request: request, detail: "\(describe(error)) (\(data.count) bytes: \(excerpt))")
         }
     }
 

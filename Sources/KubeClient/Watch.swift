@@ -167,6 +167,9 @@ public struct WatchStream<Object: Decodable & Sendable>: AsyncSequence, Sendable
     /// Stops the watch now.
     public func cancel() { body.cancel() }
 
+    /// Bytes received and not yet consumed: bounded by `WatchOptions.bufferLimit` plus one chunk.
+    public var bufferedBytes: Int { body.bufferedBytes }
+
     public struct AsyncIterator: AsyncIteratorProtocol {
         var lines: BodyLineIterator
 
@@ -203,13 +206,22 @@ extension KubernetesClient {
 
     // MARK: - Pod logs
 
-    /// The log of a pod's container (not followed).
+    /// The log of a pod's container (not followed). When there is no log to read — the pod was
+    /// never scheduled, or the container has not started — throws `LogsUnavailable` saying why
+    /// (the API itself answers such requests with an empty body).
     public func logs(pod: String, namespace: String? = nil, options: LogOptions = LogOptions()) async throws -> String {
         var options = options
         options.follow = false
         let request = Request(path: path(for: .pods, namespace: namespace, name: pod, subresource: "log"),
                               query: options.query, accept: "*/*")
         let response = try await send(request)
+        if response.body.isEmpty {
+            let object = try await get(Pod.self, name: pod, namespace: namespace)
+            if let reason = LogsUnavailable.reason(for: object, container: options.container) {
+                throw LogsUnavailable(pod: ObjectKey(namespace: namespace ?? defaultNamespace, name: pod),
+                                      container: options.container, reason: reason)
+            }
+        }
         return String(decoding: response.body, as: UTF8.self)
     }
 
@@ -222,6 +234,34 @@ extension KubernetesClient {
                               query: options.query, accept: "*/*", timeout: .none)
         let response = try await stream(request, bufferLimit: 256 << 10)
         return LogLineStream(body: response.body)
+    }
+}
+
+/// A pod has no log to read yet, and why.
+public struct LogsUnavailable: Error, Sendable, Hashable, CustomStringConvertible {
+    public var pod: ObjectKey
+    public var container: String?
+    public var reason: String
+
+    public var description: String {
+        let subject = container.map { "container \"\($0)\" of pod \(pod)" } ?? "pod \(pod)"
+        return "no log for \(subject): \(reason)"
+    }
+
+    /// Why a pod (or one of its containers) cannot have a log, or nil when it can.
+    static func reason(for pod: Pod, container: String?) -> String? {
+        let phase = pod.status?.phase ?? "Pending"
+        guard let node = pod.spec?.nodeName, !node.isEmpty else {
+            return "it has not been scheduled to a node (phase \(phase))"
+        }
+        let statuses = (pod.status?.initContainerStatuses ?? []) + (pod.status?.containerStatuses ?? [])
+        let status = container.flatMap { name in statuses.first { $0.name == name } } ?? statuses.first
+        guard let status else { return "its containers have not been created yet (phase \(phase))" }
+        if let waiting = status.state?.waiting, status.lastState?.terminated == nil {
+            let detail = waiting.message.map { ": \($0)" } ?? ""
+            return "it is waiting to start (\(waiting.reason ?? "Waiting")\(detail))"
+        }
+        return nil
     }
 }
 

@@ -437,6 +437,11 @@ public final class ControlPlane: Sendable {
         await apiServer.stop(grace: .seconds(5))
     }
 
+    /// Kills kube-apiserver at once (SIGKILL): open connections break without a goodbye.
+    public func killAPIServer() async {
+        await apiServer.killNow()
+    }
+
     /// Starts kube-apiserver again with the same port and flags; returns once it is ready.
     public func startAPIServer() async throws {
         guard !stopped.withLock({ $0 }) else { throw HarnessError("the control plane was stopped") }

@@ -177,6 +177,16 @@ final class ServerProcess: Sendable {
         forget(current)
     }
 
+    /// SIGKILL, then waits for the exit.
+    func killNow() async {
+        guard let current = running.withLock({ $0 }) else { return }
+        if current.exit.status == nil {
+            kill(current.serverPid, SIGKILL)
+            _ = await waitForExit(current.exit, timeout: .seconds(10))
+        }
+        forget(current)
+    }
+
     /// SIGKILL without waiting (before a restart); the supervisor exits by itself.
     func stop(immediately: Bool) throws {
         guard let current = running.withLock({ $0 }) else { return }

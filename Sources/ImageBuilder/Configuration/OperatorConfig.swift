@@ -1,0 +1,302 @@
+import KubeClient
+
+/// The operator's configuration (a YAML file). See `OperatorConfigLoader` for the keys.
+public struct OperatorConfig: Sendable, Hashable {
+    /// Namespaces to watch; empty for all.
+    public var watchNamespaces: [String] = []
+    public var registry = Registry()
+    public var builder = Builder()
+    /// Finished builds (Jobs and history records) kept per ImageSpec.
+    public var historyLimit = 5
+
+    public init() {}
+
+    public struct Registry: Sendable, Hashable {
+        /// Where images go; nil when not configured (the operator needs it, `render` does not).
+        public var push: PushDestination?
+        /// A `kubernetes.io/dockerconfigjson` Secret that can push to `push` (and `cacheRepo`).
+        public var pushSecret: String?
+        /// The Secret written as `pullSecret` on published Images. The push secret is never
+        /// written there unless it is named here.
+        public var pullSecret: String?
+        /// The push registry speaks plain HTTP or has a certificate that is not verified.
+        public var insecure = false
+        /// PEM certificates to trust for the registries.
+        public var caBundle: String?
+
+        public init() {}
+    }
+
+    public struct Builder: Sendable, Hashable {
+        public static let defaultImage = "gcr.io/kaniko-project/executor:v1.23.2"
+
+        /// The kaniko executor image; pin it by digest.
+        public var image = Builder.defaultImage
+        /// Extra kaniko flags, appended last.
+        public var extraArgs: [String] = []
+        public var resources: ResourceRequirements?
+        public var nodeSelector: [String: String]?
+        public var tolerations: [Toleration]?
+        public var affinity: JSONValue?
+        public var serviceAccountName: String?
+        public var priorityClassName: String?
+        /// The Job's `activeDeadlineSeconds`.
+        public var timeoutSeconds: Int64 = 3600
+        public var backoffLimit: Int32 = 0
+        /// Layer cache repository (`--cache=true --cache-repo=…`).
+        public var cacheRepo: String?
+
+        public init() {}
+    }
+}
+
+/// A problem with its position in the source text, when known.
+public struct LocatedProblem: Sendable, Hashable, CustomStringConvertible {
+    public var position: SourcePosition?
+    public var problem: ValidationProblem
+
+    public init(_ problem: ValidationProblem, at position: SourcePosition?) {
+        self.problem = problem
+        self.position = position
+    }
+
+    /// `LINE:COLUMN: FIELD: MESSAGE`.
+    public var description: String {
+        (position.map { "\($0): " } ?? "") + problem.description
+    }
+
+    /// `FILE:LINE:COLUMN: FIELD: MESSAGE`.
+    public func line(file: String) -> String {
+        (position.map { "\(file):\($0): " } ?? "\(file): ") + problem.description
+    }
+}
+
+public struct ConfigFailure: Error, Sendable, Hashable, CustomStringConvertible {
+    public var problems: [LocatedProblem]
+    public var description: String { problems.map(\.description).joined(separator: "\n") }
+}
+
+/// Reads the configuration file. Keys (all optional):
+///
+/// ```yaml
+/// watchNamespaces: [hub]            # default: all namespaces
+/// registry:
+///   pushRepo: REPO                  # one repository: REPO:<name>-<hash>
+///   pushRepoPrefix: PREFIX          # or a repository per image: PREFIX/<name>:<hash>
+///   pushSecret: NAME                # dockerconfigjson Secret with push access
+///   pullSecret: NAME                # written as pullSecret on published Images
+///   insecure: false                 # plain HTTP / unverified TLS for the push registry
+///   caBundle: PEM                   # certificates to trust
+/// builder:
+///   image: gcr.io/kaniko-project/executor:v1.23.2   # pin by digest
+///   extraArgs: [--flag=value]
+///   resources: {requests: {cpu: 500m, memory: 1Gi}, limits: {memory: 4Gi}}
+///   nodeSelector: {}
+///   tolerations: []
+///   affinity: {}
+///   serviceAccountName: NAME
+///   priorityClassName: NAME
+///   timeout: 1h                     # or seconds
+///   backoffLimit: 0
+///   cacheRepo: REPO
+///   ephemeralStorage: 30Gi          # request and limit for the build's disk
+/// historyLimit: 5
+/// customImage:                      # PrimeHub's keys, accepted as they are
+///   pushRepo, pushRepoPrefix, pushSecretName, insecureSkipVerify,
+///   buildJob: {resources, ephemeralStorage, nodeSelector, tolerations, affinity}
+/// ```
+///
+/// A PrimeHub controller configuration carries over: its other top-level keys are ignored with a
+/// warning. Where a native key and its PrimeHub twin are both set they must agree.
+public enum OperatorConfigLoader {
+    public struct Loaded: Sendable {
+        public var config: OperatorConfig
+        public var warnings: [String]
+    }
+
+    static let resources = Schema.object([
+        "requests": .map(of: .intOrString(checks: [.quantity])),
+        "limits": .map(of: .intOrString(checks: [.quantity])),
+    ])
+    static let toleration = Schema.object([
+        "key": .string(), "operator": .string(enum: ["Exists", "Equal"]), "value": .string(),
+        "effect": .string(enum: ["NoSchedule", "PreferNoSchedule", "NoExecute"]),
+        "tolerationSeconds": .integer(),
+    ])
+    static let secretName = Schema.string(checks: [.dnsSubdomain])
+
+    static let schema = Schema.object([
+        "watchNamespaces": .array(of: .string(checks: [.dnsLabel])),
+        "registry": .object([
+            "pushRepo": .string(checks: [.repository]),
+            "pushRepoPrefix": .string(checks: [.repositoryPrefix]),
+            "pushSecret": secretName,
+            "pullSecret": secretName,
+            "insecure": .boolean(),
+            "caBundle": .string(text: .anyButNUL),
+        ]),
+        "builder": .object([
+            "image": .string(checks: [.imageReference]),
+            "extraArgs": .array(of: .string(checks: [.commandLineOption])),
+            "resources": resources,
+            "nodeSelector": .map(of: .string()),
+            "tolerations": .array(of: toleration),
+            "affinity": .freeform(),
+            "serviceAccountName": secretName,
+            "priorityClassName": secretName,
+            "timeout": .intOrString(checks: [.duration]),
+            "backoffLimit": .integer(minimum: 0),
+            "cacheRepo": .string(checks: [.repository]),
+            "ephemeralStorage": .intOrString(checks: [.quantity]),
+        ]),
+        "historyLimit": .integer(minimum: 1),
+        "customImage": Schema.object([
+            "pushRepo": .string(),
+            "pushRepoPrefix": .string(),
+            "pushSecretName": .string(),
+            "insecureSkipVerify": .boolean(),
+            "buildJob": Schema.object([
+                "resources": resources,
+                "ephemeralStorage": .intOrString(checks: [.quantity]),
+                "nodeSelector": .map(of: .string()),
+                "tolerations": .array(of: toleration),
+                "affinity": .freeform(),
+            ]).with { $0.preservesUnknownFields = true },
+        ]).with { $0.preservesUnknownFields = true },
+    ]).with { $0.preservesUnknownFields = true }
+
+    /// Parses and checks a configuration; an empty text is the default configuration.
+    public static func load(yaml text: String) -> Result<Loaded, ConfigFailure> {
+        let stream = YAMLLoader.load(text)
+        if let error = stream.error {
+            return .failure(ConfigFailure(problems: [LocatedProblem(ValidationProblem(.root, error.message), at: error.position)]))
+        }
+        guard stream.documents.count <= 1 else {
+            return .failure(ConfigFailure(problems: [LocatedProblem(
+                ValidationProblem(.root, "the configuration is one YAML document, not \(stream.documents.count)"),
+                at: stream.documents[1].start)]))
+        }
+        guard let document = stream.documents.first else { return .success(Loaded(config: OperatorConfig(), warnings: [])) }
+        return load(document)
+    }
+
+    static func load(_ document: YAMLDocument) -> Result<Loaded, ConfigFailure> {
+        let root = document.value
+        var problems = schema.problems(in: root)
+        var reader = Reader(root: root)
+        var config = OperatorConfig()
+        var warnings: [String] = []
+
+        let known = Set(schema.properties.map(\.name))
+        for key in (root.objectValue ?? [:]).keys.sorted() where !known.contains(key) {
+            warnings.append("ignoring unknown top-level key \(Quoting.displayed(key))")
+        }
+        let knownPrimeHub: Set<String> = ["pushRepo", "pushRepoPrefix", "pushSecretName", "insecureSkipVerify", "buildJob"]
+        for key in (root["customImage"]?.objectValue ?? [:]).keys.sorted() where !knownPrimeHub.contains(key) {
+            warnings.append("ignoring customImage.\(key)")
+        }
+        if root.value(at: "customImage", "buildJob", "image") != nil {
+            warnings.append("ignoring customImage.buildJob.image (PrimeHub's buildah image); set builder.image for the kaniko executor")
+        }
+        guard problems.isEmpty else { return .failure(failure(problems, document)) }
+
+        config.watchNamespaces = root["watchNamespaces"]?.arrayValue?.compactMap(\.stringValue) ?? []
+        if let limit = root["historyLimit"]?.intValue { config.historyLimit = Int(limit) }
+
+        // Registry.
+        let repo = reader.pick("registry", "pushRepo", twin: "customImage", "pushRepo")
+        let prefix = reader.pick("registry", "pushRepoPrefix", twin: "customImage", "pushRepoPrefix")
+        let nativeBoth = root.value(at: "registry", "pushRepo") != nil && root.value(at: "registry", "pushRepoPrefix") != nil
+        if nativeBoth {
+            problems.append(ValidationProblem(FieldPath("registry.pushRepoPrefix"), "set either pushRepo or pushRepoPrefix, not both"))
+        } else if let repo = repo?.stringValue {
+            config.registry.push = .repository(repo)
+            if prefix != nil { warnings.append("customImage.pushRepoPrefix is ignored because pushRepo is set (as PrimeHub does)") }
+        } else if let prefix = prefix?.stringValue {
+            config.registry.push = .prefix(prefix)
+        }
+        config.registry.pushSecret = reader.pick("registry", "pushSecret", twin: "customImage", "pushSecretName")?.stringValue
+        config.registry.pullSecret = root.value(at: "registry", "pullSecret")?.stringValue
+        config.registry.insecure = reader.pick("registry", "insecure", twin: "customImage", "insecureSkipVerify")?.boolValue ?? false
+        config.registry.caBundle = root.value(at: "registry", "caBundle")?.stringValue
+        if let bundle = config.registry.caBundle, !bundle.contains("-----BEGIN CERTIFICATE-----") {
+            problems.append(ValidationProblem(FieldPath("registry.caBundle"), "must hold PEM certificates (-----BEGIN CERTIFICATE-----)"))
+        }
+
+        // Builder.
+        var builder = OperatorConfig.Builder()
+        if let image = root.value(at: "builder", "image")?.stringValue { builder.image = image }
+        if !builder.image.contains("@") {
+            warnings.append("builder.image \(builder.image) is not pinned by digest (image@sha256:…)")
+        }
+        builder.extraArgs = root.value(at: "builder", "extraArgs")?.arrayValue?.compactMap(\.stringValue) ?? []
+        builder.resources = reader.pick("builder", "resources", twin: "customImage", "buildJob", "resources").flatMap(resourceRequirements)
+        if let storage = reader.pick("builder", "ephemeralStorage", twin: "customImage", "buildJob", "ephemeralStorage")?.scalarText {
+            var resources = builder.resources ?? ResourceRequirements()
+            for keyPath in [\ResourceRequirements.requests, \ResourceRequirements.limits] {
+                var list = resources[keyPath: keyPath] ?? [:]
+                list["ephemeral-storage"] = list["ephemeral-storage"] ?? storage
+                resources[keyPath: keyPath] = list
+            }
+            builder.resources = resources
+        }
+        builder.nodeSelector = reader.pick("builder", "nodeSelector", twin: "customImage", "buildJob", "nodeSelector")?
+            .objectValue?.compactMapValues(\.stringValue)
+        builder.tolerations = try? reader.pick("builder", "tolerations", twin: "customImage", "buildJob", "tolerations")?
+            .decode(as: [Toleration].self)
+        builder.affinity = reader.pick("builder", "affinity", twin: "customImage", "buildJob", "affinity")
+        builder.serviceAccountName = root.value(at: "builder", "serviceAccountName")?.stringValue
+        builder.priorityClassName = root.value(at: "builder", "priorityClassName")?.stringValue
+        if let timeout = root.value(at: "builder", "timeout")?.scalarText, let seconds = Duration.seconds(timeout) {
+            guard seconds > 0 else {
+                problems.append(ValidationProblem(FieldPath("builder.timeout"), "must be longer than zero", value: timeout))
+                return .failure(failure(problems, document))
+            }
+            builder.timeoutSeconds = seconds
+        }
+        if let limit = root.value(at: "builder", "backoffLimit")?.intValue { builder.backoffLimit = Int32(clamping: limit) }
+        builder.cacheRepo = root.value(at: "builder", "cacheRepo")?.stringValue
+        config.builder = builder
+
+        problems += reader.conflicts
+        guard problems.isEmpty else { return .failure(failure(problems, document)) }
+        return .success(Loaded(config: config, warnings: warnings))
+    }
+
+    static func failure(_ problems: [ValidationProblem], _ document: YAMLDocument) -> ConfigFailure {
+        ConfigFailure(problems: problems.map { LocatedProblem($0, at: document.position(of: $0.path)) })
+    }
+
+    static func resourceRequirements(_ value: JSONValue) -> ResourceRequirements? {
+        func list(_ key: String) -> [String: String]? {
+            value[key]?.objectValue?.compactMapValues(\.scalarText)
+        }
+        return ResourceRequirements(requests: list("requests"), limits: list("limits"))
+    }
+
+    /// Reads a native key and its PrimeHub twin, recording a conflict when both are set and differ.
+    struct Reader {
+        let root: JSONValue
+        var conflicts: [ValidationProblem] = []
+
+        mutating func pick(_ section: String, _ key: String, twin twinPath: String...) -> JSONValue? {
+            let native = root.value(at: section, key).flatMap(Self.nonEmpty)
+            let twin = twinPath.reduce(Optional(root)) { $0?[$1] }.flatMap(Self.nonEmpty)
+            if let native, let twin, native != twin {
+                conflicts.append(ValidationProblem(
+                    FieldPath([.key(section), .key(key)]),
+                    "disagrees with \(twinPath.joined(separator: ".")); set one of them"))
+            }
+            return native ?? twin
+        }
+
+        /// Empty strings and `null` count as not set (PrimeHub's values files leave keys empty).
+        static func nonEmpty(_ value: JSONValue) -> JSONValue? {
+            switch value {
+            case .null: return nil
+            case .string(let text) where text.isEmpty: return nil
+            default: return value
+            }
+        }
+    }
+}

@@ -1,0 +1,223 @@
+import Foundation
+import KubeClient
+
+/// Everything a build is planned from.
+public struct BuildInputs: Sendable, Hashable {
+    public var imageSpec: ValidImageSpec
+    public var config: OperatorConfig
+    /// The base image's configured user, restored at the end of the Dockerfile.
+    public var baseImageUser: ImageUser
+    /// The digest the base image resolved to, pinned in `FROM` when given.
+    public var baseImageDigest: String?
+    /// The merged registry credentials; nil when they are not at hand (offline rendering), in
+    /// which case the plan names the Secret but does not carry it.
+    public var credentials: RegistryCredentials?
+
+    public init(imageSpec: ValidImageSpec, config: OperatorConfig, baseImageUser: ImageUser,
+                baseImageDigest: String? = nil, credentials: RegistryCredentials? = nil) {
+        self.imageSpec = imageSpec
+        self.config = config
+        self.baseImageUser = baseImageUser
+        self.baseImageDigest = baseImageDigest
+        self.credentials = credentials
+    }
+}
+
+/// What to create for one build: a ConfigMap with the build context, a Secret with the merged
+/// registry credentials, and a kaniko Job, all named `jobName` and owned by the ImageSpec.
+public struct BuildPlan: Sendable, Hashable {
+    public var hash: String
+    public var targetImage: String
+    public var jobName: String
+    public var context: BuildContext
+    public var configMap: ConfigMap
+    /// The Secret the Job mounts as kaniko's docker config; nil when no secret is involved.
+    public var registrySecretName: String?
+    /// That Secret, when `BuildInputs.credentials` were given.
+    public var registrySecret: Secret?
+    public var job: Job
+
+    /// ConfigMap, Secret (when present) and Job, in the order to create them.
+    public func manifests() throws -> [JSONValue] {
+        var list = [try JSONValue(encoding: configMap)]
+        if let registrySecret { list.append(try JSONValue(encoding: registrySecret)) }
+        list.append(try JSONValue(encoding: job))
+        return list
+    }
+}
+
+public struct PlanError: Error, Sendable, Hashable, CustomStringConvertible {
+    /// The input at fault: a field of the ImageSpec (`metadata.name`) or of the configuration
+    /// (`registry.pushRepo`).
+    public var path: FieldPath
+    public var reason: String
+
+    public init(_ path: FieldPath, _ reason: String) {
+        self.path = path
+        self.reason = reason
+    }
+
+    public var description: String { "\(path): \(reason)" }
+}
+
+/// Plans builds. Pure: the same inputs give the same plan, byte for byte.
+public enum BuildPlanner {
+    /// The kaniko container's name, for finding its terminated state.
+    public static let containerName = "build"
+    public static let workspace = "/workspace"
+    public static let dockerConfigDirectory = "/kaniko/.docker"
+    public static let caFile = "registry-ca.crt"
+    public static let caPath = "/kaniko/ssl/certs/image-builder-registry-ca.crt"
+    /// Capabilities kaniko needs as root without privileged mode. FSETID keeps set-user/group-ID
+    /// bits of installed files from being cleared.
+    public static let capabilities = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "SETFCAP", "SETGID", "SETUID"]
+
+    public static let managedByLabel = "app.kubernetes.io/managed-by"
+    public static let managedByValue = "image-builder"
+    /// PrimeHub's label and annotation on a build, kept for tools that read them.
+    public static let nameLabel = "imagespecs.primehub.io/name"
+    public static let hashAnnotation = "imagespecs.primehub.io/hash"
+    public static let imageSpecAnnotation = "image-builder.primehub.io/imagespec"
+    public static let targetImageAnnotation = "image-builder.primehub.io/target-image"
+    public static let hashImageLabel = "image-builder.primehub.io/spec-hash"
+
+    /// The target image of `imageSpec` under `destination`, checked to be a valid reference.
+    public static func targetImage(name: String, hash: String, destination: PushDestination?) throws(PlanError) -> String {
+        guard let destination else {
+            throw PlanError(FieldPath("registry.pushRepo"), "no push destination is configured (registry.pushRepo or registry.pushRepoPrefix)")
+        }
+        let target = BuildNaming.targetImage(name: name, hash: hash, destination: destination)
+        do {
+            _ = try ImageReference(parsing: target)
+        } catch {
+            throw PlanError(FieldPath("metadata.name"), "gives the target image \(Quoting.displayed(target)), which is not valid: \(error.reason)")
+        }
+        return target
+    }
+
+    public static func plan(_ inputs: BuildInputs) throws(PlanError) -> BuildPlan {
+        let imageSpec = inputs.imageSpec
+        let config = inputs.config
+        let name = imageSpec.name
+        let hash = SpecHash.compute(imageSpec.spec)
+        let target = try targetImage(name: name, hash: hash, destination: config.registry.push)
+        let jobName = BuildNaming.jobName(imageSpecName: name, hash: hash)
+        let context = BuildContextRenderer.render(imageSpec, user: inputs.baseImageUser, baseImageDigest: inputs.baseImageDigest)
+
+        var metadata = ObjectMeta(name: jobName, namespace: imageSpec.imageSpec.metadata.namespace)
+        metadata.labels = labels(name: name)
+        metadata.annotations = [hashAnnotation: hash, imageSpecAnnotation: name, targetImageAnnotation: target]
+        if imageSpec.imageSpec.metadata.uid != nil {
+            metadata.ownerReferences = [OwnerReference.controller(of: imageSpec.imageSpec)]
+        }
+
+        var data = context.allFiles
+        if let bundle = config.registry.caBundle { data[caFile] = bundle }
+        let configMap = ConfigMap(metadata: metadata, data: data, immutable: true)
+
+        let needsSecret = config.registry.pushSecret != nil || imageSpec.spec.pullSecret != nil
+        let secretName = needsSecret ? jobName : nil
+        var secret: Secret?
+        if let secretName, let credentials = inputs.credentials {
+            var secretMetadata = metadata
+            secretMetadata.name = secretName
+            secret = Secret(metadata: secretMetadata, type: RegistryCredentials.secretType,
+                            data: [RegistryCredentials.secretKey: credentials.dockerConfigJSON])
+            secret?.immutable = true
+        }
+
+        let container = kanikoContainer(
+            inputs: inputs, context: context, target: target, hash: hash, withCredentials: secretName != nil,
+            fileNames: data.keys.sorted())
+        var podSpec = PodSpec(containers: [container], volumes: volumes(configMap: jobName, keys: data.keys.sorted(), secret: secretName),
+                              restartPolicy: "Never")
+        let builder = config.builder
+        podSpec.serviceAccountName = builder.serviceAccountName
+        podSpec.automountServiceAccountToken = builder.serviceAccountName == nil ? false : nil
+        podSpec.nodeSelector = builder.nodeSelector
+        podSpec.tolerations = builder.tolerations
+        podSpec.affinity = builder.affinity
+        podSpec.priorityClassName = builder.priorityClassName
+
+        let template = PodTemplateSpec(metadata: ObjectMeta(labels: labels(name: name), annotations: [hashAnnotation: hash]), spec: podSpec)
+        let job = Job(metadata: metadata, spec: JobSpec(
+            template: template, backoffLimit: builder.backoffLimit, activeDeadlineSeconds: builder.timeoutSeconds))
+
+        return BuildPlan(hash: hash, targetImage: target, jobName: jobName, context: context, configMap: configMap,
+                         registrySecretName: secretName, registrySecret: secret, job: job)
+    }
+
+    /// Labels of everything a build creates. The name label is left out when the name is too long
+    /// for a label value (names may have 253 characters, label values 63).
+    static func labels(name: String) -> [String: String] {
+        var labels = [managedByLabel: managedByValue, "app": "primehub-custom-image"]
+        if name.count <= 63 { labels[nameLabel] = name }
+        return labels
+    }
+
+    static func kanikoContainer(inputs: BuildInputs, context: BuildContext, target: String, hash: String,
+                                withCredentials: Bool, fileNames: [String]) -> Container {
+        let config = inputs.config
+        var args = [
+            "--dockerfile=\(workspace)/\(BuildContext.dockerfileName)",
+            "--context=dir://\(workspace)",
+            "--destination=\(target)",
+            "--digest-file=/dev/termination-log",
+            "--snapshot-mode=redo",
+            "--compressed-caching=false",
+            "--ignore-path=/product_uuid",
+            "--push-retry=3",
+            "--log-format=text",
+            "--label=\(hashImageLabel)=\(hash)",
+        ]
+        args += context.buildArgs.map { "--build-arg=\($0.name)=\($0.value)" }
+        var registries = [target]
+        if let cache = config.builder.cacheRepo {
+            args += ["--cache=true", "--cache-repo=\(cache)"]
+            registries.append(cache)
+        }
+        var hosts: [String] = []
+        for reference in registries {
+            if let host = (try? ImageReference(parsing: reference))?.domain, !hosts.contains(host) { hosts.append(host) }
+        }
+        for host in hosts {
+            if config.registry.insecure {
+                args += ["--insecure-registry=\(host)", "--skip-tls-verify-registry=\(host)"]
+            }
+            if config.registry.caBundle != nil {
+                args.append("--registry-certificate=\(host)=\(caPath)")
+            }
+        }
+        args += config.builder.extraArgs
+
+        var container = Container(name: containerName, image: config.builder.image, args: args)
+        var mounts = fileNames.filter { $0 != caFile }.map {
+            VolumeMount(name: "context", mountPath: "\(workspace)/\($0)", subPath: $0, readOnly: true)
+        }
+        if config.registry.caBundle != nil {
+            mounts.append(VolumeMount(name: "context", mountPath: caPath, subPath: caFile, readOnly: true))
+        }
+        if withCredentials {
+            mounts.append(VolumeMount(name: "docker-config", mountPath: dockerConfigDirectory, readOnly: true))
+        }
+        container.volumeMounts = mounts
+        // Keeps the NVIDIA runtime (default runtime on some GPU nodes) from mounting driver files
+        // into the container, which breaks kaniko's root filesystem.
+        container.env = [EnvVar(name: "NVIDIA_VISIBLE_DEVICES", value: "void")]
+        container.resources = config.builder.resources
+        container.securityContext = SecurityContext(
+            privileged: false, runAsUser: 0, capabilities: Capabilities(add: capabilities, drop: ["ALL"]))
+        container.terminationMessagePolicy = "FallbackToLogsOnError"
+        return container
+    }
+
+    static func volumes(configMap: String, keys: [String], secret: String?) -> [Volume] {
+        var volumes = [Volume(name: "context", configMap: ConfigMapVolumeSource(
+            name: configMap, items: keys.map { KeyToPath(key: $0, path: $0) }))]
+        if let secret {
+            volumes.append(Volume(name: "docker-config", secret: SecretVolumeSource(
+                secretName: secret, items: [KeyToPath(key: RegistryCredentials.secretKey, path: "config.json")])))
+        }
+        return volumes
+    }
+}

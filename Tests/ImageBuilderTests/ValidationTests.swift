@@ -1,0 +1,89 @@
+import Foundation
+import ImageBuilder
+import KubeClient
+import Testing
+
+@Suite struct ValidationTests {
+    static func check(_ yaml: String) -> ImageSpecDocuments.Report { ImageSpecDocuments.check(yaml) }
+
+    @Test func reportsEveryProblemAtOnceWithFieldValueAndPosition() throws {
+        let report = Self.check("""
+            apiVersion: primehub.io/v1alpha1
+            kind: ImageSpec
+            metadata: {name: demo}
+            spec:
+              baseImage: Ubuntu
+              packages:
+                apt: [curl, "vim;id"]
+                pip: [flask, 3]
+              env:
+                - {name: 1X, value: y}
+              colour: blue
+            """)
+        let lines = report.diagnostics.map { $0.line(file: "f.yaml") }
+        #expect(lines == [
+            "f.yaml:5:14: spec.baseImage: not a valid image reference: repository path \"Ubuntu\" must be lower case (got \"Ubuntu\")",
+            "f.yaml:7:17: spec.packages.apt[1]: not a valid apt package: unexpected \";\" at position 4 in a Debian package (name[:arch][=version|/release]) (got \"vim;id\")",
+            "f.yaml:8:18: spec.packages.pip[1]: expected a string, got a number (got \"3\")",
+            "f.yaml:10:14: spec.env[0].name: an environment variable name is a letter or '_' followed by letters, digits and '_' (got \"1X\")",
+            "f.yaml:11:11: spec.colour: unknown field",
+        ])
+    }
+
+    @Test func otherKindsAreSkipped() {
+        let report = Self.check("""
+            apiVersion: v1
+            kind: ConfigMap
+            metadata: {name: x}
+            data: {a: "1"}
+            ---
+            apiVersion: primehub.io/v1alpha1
+            kind: Image
+            metadata: {name: y}
+            spec: {url: whatever}
+            """)
+        #expect(report.imageSpecCount == 0)
+        #expect(report.diagnostics.isEmpty)
+    }
+
+    @Test func wrongVersionOfTheGroupIsAProblem() {
+        let report = Self.check("""
+            apiVersion: primehub.io/v1beta1
+            kind: ImageSpec
+            metadata: {name: x}
+            spec: {baseImage: ubuntu, packages: {}}
+            """)
+        #expect(report.diagnostics.map(\.field) == ["apiVersion"])
+    }
+
+    @Test func typedValidationOfAnAPIObject() throws {
+        var spec = ImageSpecSpec(baseImage: "ubuntu", packages: Packages(conda: ["-c", "conda-forge", "numpy"]))
+        let valid = try Fixtures.valid(Fixtures.imageSpec(spec: spec))
+        #expect(valid.conda.channels == ["conda-forge"])
+        spec.packages.pip = ["numpy;"]
+        spec.pullSecret = "Bad_Name"
+        guard case .failure(let failure) = ImageSpecValidator.validate(Fixtures.imageSpec(spec: spec)) else {
+            Issue.record("expected a failure")
+            return
+        }
+        #expect(failure.problems.map(\.path.description) == ["spec.pullSecret", "spec.packages.pip[0]"])
+        #expect(failure.problems.allSatisfy { $0.value != nil })
+    }
+
+    @Test func sizeLimits() {
+        var spec = ImageSpecSpec(baseImage: "ubuntu", packages: Packages(apt: Array(repeating: "curl", count: 201)))
+        spec.env = (0..<65).map { ImageEnvVar(name: "V\($0)", value: String(repeating: "x", count: 10)) }
+        guard case .failure(let failure) = ImageSpecValidator.validate(Fixtures.imageSpec(spec: spec)) else {
+            Issue.record("expected a failure")
+            return
+        }
+        #expect(Set(failure.problems.map(\.path.description)) == ["spec.packages.apt", "spec.env"])
+    }
+
+    @Test func fieldPathsPrintAndParse() {
+        let path = FieldPath("spec.packages.apt[2]")
+        #expect(path.description == "spec.packages.apt[2]")
+        #expect(path.parent?.description == "spec.packages.apt")
+        #expect((FieldPath.root / "metadata" / "annotations" / "a b").description == "metadata.annotations[\"a b\"]")
+    }
+}
