@@ -104,7 +104,9 @@ let package = Package(
             exclude: ["Golden"]
         ),
         .testTarget(name: "TestHarnessTests", dependencies: ["TestHarness"]),
-        .testTarget(name: "KubeClientIntegrationTests", dependencies: ["KubeClient", "TestHarness"]),
-        .testTarget(name: "KubeRuntimeTests", dependencies: ["KubeRuntime", "TestHarness"]),
+        // Helpers of the integration tests: clients for the harness's users, namespaces, polling, a test CRD.
+        .target(name: "KubeTestSupport", dependencies: ["KubeClient", "TestHarness"], path: "Tests/KubeTestSupport"),
+        .testTarget(name: "KubeClientIntegrationTests", dependencies: ["KubeClient", "TestHarness", "KubeTestSupport"]),
+        .testTarget(name: "KubeRuntimeTests", dependencies: ["KubeRuntime", "TestHarness", "KubeTestSupport"]),
     ]
 )

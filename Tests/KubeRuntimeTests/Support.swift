@@ -1,3 +1,4 @@
+@_exported import KubeTestSupport
 import CurlHTTP
 import Foundation
 import KubeClient
@@ -5,36 +6,10 @@ import KubeRuntime
 import TestHarness
 import Testing
 
-extension ControlPlane {
-    func client(_ user: User = .admin) throws -> KubernetesClient {
-        KubernetesClient(configuration: try ClientConfiguration.load(kubeconfig: kubeconfig(for: user), environment: [:]))
-    }
-
-    /// A fresh namespace for one test.
-    func makeNamespace(_ prefix: String) async throws -> String {
-        let name = "\(prefix)-\(UUID().uuidString.prefix(8).lowercased())"
-        _ = try await client().create(Namespace(metadata: ObjectMeta(name: name)))
-        return name
-    }
-}
-
-/// Polls `condition` until it holds or `timeout` passes (generous: the machine may be loaded).
-func eventually(timeout: Duration = .seconds(60), _ what: String,
-                _ condition: () async throws -> Bool) async throws {
-    let deadline = ContinuousClock.now + timeout
-    while ContinuousClock.now < deadline {
-        if try await condition() { return }
-        try await Task.sleep(for: .milliseconds(100))
-    }
-    Issue.record("timed out waiting for: \(what)")
-    throw CancellationError()
-}
-
-/// The test kind: `widgets.test.example.com/v1` Widget, namespaced, with a status subresource.
+/// The test kind, typed: `WidgetCRD`'s Widget (namespaced, with a status subresource).
 struct Widget: KubeObject, Hashable {
-    static let resourceType = ResourceType(group: "test.example.com", version: "v1", plural: "widgets",
-                                           kind: "Widget", namespaced: true)
-    var apiVersion: String? = "test.example.com/v1"
+    static let resourceType = WidgetCRD.resource
+    var apiVersion: String? = WidgetCRD.resource.apiVersion
     var kind: String? = "Widget"
     var metadata: ObjectMeta
     var spec: Spec?
@@ -57,42 +32,9 @@ struct Widget: KubeObject, Hashable {
     /// Converged: the status reflects the spec.
     var isConverged: Bool { status?.observedSize == spec?.size }
 
-    static let definition: JSONValue = .object([
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": .object(["name": "widgets.test.example.com"]),
-        "spec": .object([
-            "group": "test.example.com",
-            "scope": "Namespaced",
-            "names": .object(["plural": "widgets", "singular": "widget", "kind": "Widget", "listKind": "WidgetList"]),
-            "versions": .array([.object([
-                "name": "v1", "served": true, "storage": true,
-                "subresources": .object(["status": .object([:])]),
-                "schema": .object(["openAPIV3Schema": .object([
-                    "type": "object",
-                    "properties": .object([
-                        "spec": .object(["type": "object", "x-kubernetes-preserve-unknown-fields": true]),
-                        "status": .object(["type": "object", "x-kubernetes-preserve-unknown-fields": true]),
-                    ]),
-                ])]),
-            ])]),
-        ]),
-    ])
-
     /// Creates the CRD (once per control plane) and waits until it is served.
     static func install(on controlPlane: ControlPlane) async throws {
-        let client = try controlPlane.client()
-        do {
-            _ = try await client.create(DynamicObject(definition), resource: .customResourceDefinitions, namespace: nil)
-        } catch let error as APIError where error.isAlreadyExists {}
-        try await eventually("the Widget CRD is served") {
-            do {
-                _ = try await client.list(Widget.self, namespace: "default")
-                return true
-            } catch let error as APIError where error.isNotFound {
-                return false
-            }
-        }
+        try await WidgetCRD.install(on: controlPlane)
     }
 }
 
