@@ -27,6 +27,7 @@ public final class ControllerManager: Sendable {
     public let probeServer: ProbeServer?
     public let shutdownTimeout: Duration
     private let controllers = Mutex<[any ManagedController]>([])
+    private let stopRequested = OneShotSignal()
     private let logger: Logger
 
     public init(leaderElector: LeaderElector? = nil, probeServer: ProbeServer? = nil,
@@ -65,6 +66,27 @@ public final class ControllerManager: Sendable {
         }
         var configuration = ServiceGroupConfiguration(services: services, gracefulShutdownSignals: signals, logger: logger)
         configuration.maximumGracefulShutdownDuration = shutdownTimeout
-        try await ServiceGroup(configuration: configuration).run()
+        let serviceGroup = ServiceGroup(configuration: configuration)
+        try await withThrowingTaskGroup(of: Bool.self) { tasks in
+            tasks.addTask {
+                try await serviceGroup.run()
+                return true
+            }
+            // A programmatic stop, as a signal would: graceful shutdown of the group.
+            tasks.addTask {
+                await self.stopRequested.wait()
+                if !Task.isCancelled { await serviceGroup.triggerGracefulShutdown() }
+                return false
+            }
+            // Until the group itself has finished.
+            while let groupFinished = try await tasks.next() {
+                if groupFinished { tasks.cancelAll() }
+            }
+        }
+    }
+
+    /// Shuts down gracefully, as SIGTERM would (also before `run()` has started).
+    public func shutDown() {
+        stopRequested.fire()
     }
 }

@@ -21,6 +21,18 @@ public struct WatchScope: Sendable, Hashable {
     public static let all = WatchScope()
 }
 
+/// What a watcher has done so far, for logs and tests.
+public struct WatcherStatistics: Sendable, Hashable {
+    /// Complete lists (the first one and every relist).
+    public var lists = 0
+    /// Watch requests answered with a stream.
+    public var watches = 0
+    /// 410 Gone answers (HTTP or `ERROR` events).
+    public var expired = 0
+    /// Failed requests of any kind.
+    public var failures = 0
+}
+
 /// Keeps a `Store` in step with the API server for one kind: list, then watch, following
 /// `WatcherStateMachine`, and tells its handlers about every change.
 ///
@@ -38,6 +50,7 @@ public final class Watcher<Object: KubeObject>: Sendable {
     public let configuration: WatcherStateMachine.Configuration
     private let handlers = Mutex<[Handler]>([])
     private let running = Mutex(false)
+    private let counters = Mutex(WatcherStatistics())
     private let logger: Logger
 
     /// - Parameters:
@@ -60,6 +73,9 @@ public final class Watcher<Object: KubeObject>: Sendable {
 
     /// True once the first list is in the store.
     public var hasSynced: Bool { store.hasSynced }
+
+    /// Lists, watches and failures so far.
+    public var statistics: WatcherStatistics { counters.withLock { $0 } }
 
     /// Adds a handler, called synchronously (keep it cheap: enqueue, don't work) for every change,
     /// in order. Add handlers before `run()` to see the first list.
@@ -91,6 +107,7 @@ public final class Watcher<Object: KubeObject>: Sendable {
                     let list = try await client.listAll(Object.self, resource: resource, namespace: scope.namespace,
                                                         options: options)
                     let changes = store.replace(with: list.items)
+                    counters.withLock { $0.lists += 1 }
                     machine.listSucceeded(resourceVersion: list.resourceVersion, at: clock.now)
                     logger.debug("listed", metadata: [
                         "objects": "\(list.items.count)", "changes": "\(changes.count)",
@@ -112,6 +129,7 @@ public final class Watcher<Object: KubeObject>: Sendable {
                     let stream = try await client.watch(Object.self, resource: resource, namespace: scope.namespace,
                                                         options: options)
                     machine.watchStarted(at: clock.now)
+                    counters.withLock { $0.watches += 1 }
                     var endedWithError = false
                     events: for try await event in stream {
                         switch event {
@@ -155,6 +173,10 @@ public final class Watcher<Object: KubeObject>: Sendable {
     }
 
     private func log(_ failure: WatchFailure, during request: String) {
+        counters.withLock { counters in
+            counters.failures += 1
+            if failure == .gone { counters.expired += 1 }
+        }
         switch failure {
         case .gone:
             logger.info("resourceVersion expired; relisting", metadata: ["request": "\(request)"])
