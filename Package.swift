@@ -83,6 +83,16 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // `swift run configmap-mirror`: a small controller showing how KubeRuntime's pieces fit.
+        .executableTarget(
+            name: "configmap-mirror",
+            dependencies: [
+                "KubeClient", "KubeRuntime",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "examples/configmap-mirror"
+        ),
         // Test support: a real etcd + kube-apiserver (+ controller manager) and an OCI registry on
         // loopback. Deliberately independent of KubeClient, which it is used to test.
         .target(name: "TestHarness"),

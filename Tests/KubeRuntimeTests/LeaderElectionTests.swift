@@ -42,33 +42,37 @@ struct LeaderElectionTests {
         }
     }
 
+    /// Stops the leader and returns how long the follower took to lead, and the Lease before and after.
+    func handOver(from leader: LeaderElector, to follower: LeaderElector, _ client: KubernetesClient, _ lease: String)
+        async throws -> (takeover: Duration, before: Lease, after: Lease)
+    {
+        let before = try await client.get(Lease.self, name: lease, namespace: "default")
+        leader.shutDown()
+        let stopped = ContinuousClock.now
+        try await eventually("the follower takes over") { follower.isLeader }
+        let takeover = ContinuousClock.now - stopped
+        let after = try await client.get(Lease.self, name: lease, namespace: "default")
+        #expect(after.spec?.holderIdentity == follower.identity)
+        #expect(after.spec?.leaseTransitions == (before.spec?.leaseTransitions ?? 0) + 1)
+        #expect(!leader.isLeader)
+        return (takeover, before, after)
+    }
+
     @Test func exactlyOneLeadsAndTheOtherTakesOverAfterTheLeaseExpires() async throws {
+        // The leader stops renewing without releasing (as if it crashed).
         try await withTwoElectors(release: false) { leader, follower, client, lease in
-            let before = try await client.get(Lease.self, name: lease, namespace: "default")
-            // The leader stops renewing without releasing (as if it crashed).
-            leader.shutDown()
-            let stopped = ContinuousClock.now
-            try await eventually("the follower takes over") { follower.isLeader }
-            let takeover = ContinuousClock.now - stopped
+            let result = try await handOver(from: leader, to: follower, client, lease)
             // Expiry is lease duration (15 s) after the follower last saw a renewal, then up to one
             // retry period (2 s, jittered up to 4.4 s); allow for a loaded machine.
-            #expect(takeover < .seconds(35), "took \(takeover)")
-            let after = try await client.get(Lease.self, name: lease, namespace: "default")
-            #expect(after.spec?.holderIdentity == follower.identity)
-            #expect(after.spec?.leaseTransitions == (before.spec?.leaseTransitions ?? 0) + 1)
-            #expect(!leader.isLeader)
+            #expect(result.takeover < .seconds(35), "took \(result.takeover)")
+            #expect(result.after.spec?.acquireTime != result.before.spec?.acquireTime)
         }
     }
 
     @Test func aCleanReleaseHandsOverFasterThanTheLeaseDuration() async throws {
         try await withTwoElectors(release: true) { leader, follower, client, lease in
-            leader.shutDown()
-            let stopped = ContinuousClock.now
-            try await eventually("the follower takes over") { follower.isLeader }
-            let takeover = ContinuousClock.now - stopped
-            #expect(takeover < .seconds(15), "a released lease should not wait for expiry; took \(takeover)")
-            let after = try await client.get(Lease.self, name: lease, namespace: "default")
-            #expect(after.spec?.holderIdentity == follower.identity)
+            let result = try await handOver(from: leader, to: follower, client, lease)
+            #expect(result.takeover < .seconds(15), "a released lease should not wait for expiry; took \(result.takeover)")
         }
     }
 
