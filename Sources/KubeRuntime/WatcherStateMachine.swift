@@ -39,8 +39,8 @@ public enum WatchFailure: Sendable, Hashable {
 ///   bookmarks and a server timeout drawn from `watchTimeoutSeconds`.
 /// - A watch that ends cleanly is started again at once from the last resourceVersion.
 /// - 410 (HTTP or an `ERROR` event) relists at the last resourceVersion; if that list is itself
-///   410, or the watch after it is 410 again without progress, the next list reads the latest state.
-///   The first relist after a healthy period is immediate; repeated ones back off.
+///   410, or the watch after it is 410 again without progress, the next list reads the latest state
+///   (at once). The first relist after a healthy period is immediate; repeated 410s back off.
 /// - 429 waits `Retry-After` (or backs off without it) and repeats the same request: no relist.
 /// - Other failures back off (`Backoff.watcher`) and repeat the same request.
 public struct WatcherStateMachine: Sendable {
@@ -172,14 +172,18 @@ public struct WatcherStateMachine: Sendable {
     /// The watch request failed, or the open stream broke (reset, dead connection timed out).
     public mutating func watchFailed(_ failure: WatchFailure, at now: ContinuousClock.Instant) {
         switch failure {
+        case .gone where watchingFromPinnedList:
+            // The relist at our old version worked but that version is still too old to watch from
+            // (the API server's watch cache starts later than etcd's history): read the latest
+            // state, at once — this is the expected second step of a relist, not a new failure.
+            step = .list(resourceVersion: nil)
         case .gone:
+            // Relist at the version we had, at once after a healthy period, with backoff when 410s repeat.
             let firstFailure = backoff.healthySince.map { now - $0 >= backoff.resetAfter } ?? false
                 || backoff.failures == 0
             let delay = backoff.nextDelay(at: now, random: &random)
             pendingDelay = firstFailure ? nil : delay
-            // Relist at the version we had; if a relist at a version just led here again without
-            // progress, that version is unusable: read the latest state.
-            step = .list(resourceVersion: watchingFromPinnedList ? nil : resourceVersion)
+            step = .list(resourceVersion: resourceVersion)
         case .throttled(let seconds):
             pendingDelay = throttleDelay(seconds, at: now)
             step = .watch

@@ -76,6 +76,30 @@ struct LeaderElectionTests {
         }
     }
 
+    @Test func aLeaderWhoseLeaseIsTakenStopsAndThrows() async throws {
+        let cp = try await ControlPlane.shared()
+        let client = try cp.client()
+        let lease = "taken-\(UUID().uuidString.prefix(8).lowercased())"
+        let elector = LeaderElector(client: client, configuration: LeaderElectionConfiguration(leaseName: lease, namespace: "default"))
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await elector.run() }
+            try await eventually("the elector leads") { elector.isLeader }
+            // Someone else writes the lease as theirs: from now on it is validly held by another,
+            // renewals fail, and after the renew deadline the elector gives up.
+            _ = try await client.modify(Lease.self, name: lease, namespace: "default") { lease in
+                lease.spec?.holderIdentity = "intruder"
+                lease.spec?.renewTime = MicroTime(Date())
+            }
+            do {
+                try await group.next()
+                Issue.record("run() should throw when leadership is lost")
+            } catch let error as LeadershipLost {
+                #expect(error.identity == elector.identity)
+            }
+            #expect(!elector.isLeader)
+        }
+    }
+
     @Test func managerShutsDownGracefully() async throws {
         let registry = MetricsBootstrap.prometheus()
         let cp = try await ControlPlane.shared()

@@ -113,10 +113,18 @@ struct WatcherStateMachineTests {
         _ = machine.nextAction()
         machine.watchStarted(at: clock.now)
         machine.watchFailed(.gone, at: clock.now)
-        // Repeated 410s back off, then read the latest state.
-        var action = machine.nextAction()
-        if case .wait = action { action = machine.nextAction() }
-        #expect(action == .list(resourceVersion: nil, pageSize: 500))
+        // The version is too old to watch from: read the latest state, at once.
+        #expect(machine.nextAction() == .list(resourceVersion: nil, pageSize: 500))
+        // If even that leads to a 410 without progress, back off.
+        machine.listSucceeded(resourceVersion: "300", at: clock.now)
+        _ = machine.nextAction()
+        machine.watchStarted(at: clock.now)
+        machine.watchFailed(.gone, at: clock.now)
+        guard case .wait = machine.nextAction() else {
+            Issue.record("repeated 410s must back off")
+            return
+        }
+        #expect(machine.nextAction() == .list(resourceVersion: "300", pageSize: 500))
     }
 
     @Test func throttledWaitsRetryAfterAndRepeatsTheWatchWithoutRelisting() {
