@@ -18,8 +18,8 @@ import Synchronization
 /// A key is never reconciled by two workers at once.
 ///
 /// Stopping: `shutDown()` or a graceful shutdown of the surrounding ServiceGroup stops taking
-/// work, lets in-flight reconciles finish, then stops the watches and flushes events; `run()`
-/// returns. Cancelling the task stops everything at once.
+/// work, lets in-flight reconciles finish, then stops the watches and sends pending events (for 5 s
+/// at most); `run()` returns. Cancelling the task stops everything at once.
 ///
 /// Metrics (dimension `controller`): `controller_runtime_reconcile_total{controller,result}`
 /// (`success`, `requeue_after`, `error`), `controller_runtime_reconcile_errors_total`,
@@ -35,6 +35,8 @@ public final class Controller<R: Reconciler>: Service {
     private let eventRecorder: EventRecorder?
     private let sources = Mutex<[any CacheSource]>([])
     private let stopRequested = OneShotSignal()
+    /// How long pending events may take to send when the controller stops.
+    private let eventFlushTimeout = Duration.seconds(5)
     private let metrics: ControllerMetrics
     private let logger: Logger
 
@@ -115,20 +117,29 @@ public final class Controller<R: Reconciler>: Service {
         let sources = self.sources.withLock { $0 }
         metrics.maxConcurrentReconciles.record(workers)
         await withGracefulShutdownHandler {
-            await withTaskGroup(of: Void.self) { background in
-                for source in sources { background.addTask { await source.run() } }
-                if let eventRecorder { background.addTask { await eventRecorder.run() } }
-                background.addTask { await self.queue.runTimers() }
+            await withTaskGroup(of: Void.self) { outer in
+                if let eventRecorder { outer.addTask { await eventRecorder.run() } }
+                await withTaskGroup(of: Void.self) { background in
+                    for source in sources { background.addTask { await source.run() } }
+                    background.addTask { await self.queue.runTimers() }
 
-                if await self.waitUntilReady(sources) {
-                    logger.info("caches synced; starting workers", metadata: ["workers": "\(workers)"])
-                    await withTaskGroup(of: Void.self) { workers in
-                        for _ in 0..<self.workers { workers.addTask { await self.work() } }
+                    if await self.waitUntilReady(sources) {
+                        logger.info("caches synced; starting workers", metadata: ["workers": "\(workers)"])
+                        await withTaskGroup(of: Void.self) { workers in
+                            for _ in 0..<self.workers { workers.addTask { await self.work() } }
+                        }
                     }
+                    queue.shutDown()
+                    logger.info("workers stopped; stopping watches")
+                    background.cancelAll()
                 }
-                queue.shutDown()
-                logger.info("workers stopped; stopping watches")
-                background.cancelAll()
+                // Send the events the last reconciles recorded, for a few seconds at most.
+                if let eventRecorder {
+                    eventRecorder.finish()
+                    outer.addTask { try? await Task.sleep(for: self.eventFlushTimeout) }
+                    await outer.next()
+                    outer.cancelAll()
+                }
             }
         } onGracefulShutdown: {
             self.shutDown()

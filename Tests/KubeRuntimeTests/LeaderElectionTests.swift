@@ -110,14 +110,19 @@ struct LeaderElectionTests {
         let lease = "manager-\(namespace)"
         let elector = LeaderElector(client: client, configuration: LeaderElectionConfiguration(leaseName: lease, namespace: namespace))
         let started = Shared(false), finished = Shared(false)
-        let reconciler = ReconcilerFunction { _ in
+        let widgets = Watcher(client: client, Widget.self, scope: WatchScope(namespace: namespace))
+        let recorder = EventRecorder(client: client, component: "shutdown-test")
+        let reconciler = ReconcilerFunction { key in
             started.withLock { $0 = true }
             try await Task.sleep(for: .seconds(3))
             finished.withLock { $0 = true }
+            if let widget = widgets.store.get(key) {
+                recorder.record(widget, .normal, reason: "Finished", message: "finished during shutdown")
+            }
             return .done
         }
-        let widgets = Watcher(client: client, Widget.self, scope: WatchScope(namespace: namespace))
-        let controller = Controller(name: "shutdown-\(namespace)", reconciler: reconciler, leaderElector: elector)
+        let controller = Controller(name: "shutdown-\(namespace)", reconciler: reconciler, leaderElector: elector,
+                                    eventRecorder: recorder)
         controller.watch(widgets)
         let probes = ProbeServer(host: "127.0.0.1", port: 0, registry: registry)
         let manager = ControllerManager(leaderElector: elector, probeServer: probes)
@@ -137,6 +142,8 @@ struct LeaderElectionTests {
             try await group.waitForAll()
         }
         #expect(finished.value, "the in-flight reconcile finished")
+        #expect(try await events(client, namespace).contains { $0.reason == "Finished" },
+                "events recorded by the last reconcile are sent before the controller stops")
         #expect(!elector.isLeader)
         let released = try await client.get(Lease.self, name: lease, namespace: namespace)
         #expect(released.spec?.holderIdentity == "", "the lease is released on shutdown")
