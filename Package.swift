@@ -7,6 +7,7 @@ let package = Package(
     products: [
         .executable(name: "image-builder", targets: ["image-builder"]),
         .library(name: "KubeClient", targets: ["KubeClient"]),
+        .library(name: "RegistryClient", targets: ["RegistryClient"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -46,10 +47,22 @@ let package = Package(
                 .product(name: "CoreMetrics", package: "swift-metrics"),
             ]
         ),
+        // The OCI/Docker registry client: references, manifests, image configs, auth, push checks.
+        .target(
+            name: "RegistryClient",
+            dependencies: [
+                "CurlHTTP",
+                "KubeClient",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Yams", package: "Yams"),
+            ]
+        ),
         .executableTarget(
             name: "image-builder",
             dependencies: [
                 "KubeClient",
+                "RegistryClient",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -60,5 +73,12 @@ let package = Package(
         .testTarget(name: "CurlHTTPTests", dependencies: ["CurlHTTP"]),
         .testTarget(name: "KubeClientTests", dependencies: ["KubeClient"]),
         .testTarget(name: "TestHarnessTests", dependencies: ["TestHarness"]),
+        .testTarget(
+            name: "RegistryClientTests",
+            dependencies: [
+                "RegistryClient", "TestHarness", "CurlHTTP", "KubeClient",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
     ]
 )
