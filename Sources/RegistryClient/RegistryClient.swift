@@ -64,9 +64,12 @@ public enum PushAccess: Sendable, Hashable {
     /// Push is not allowed: missing or rejected credentials, or denied access (the error says which).
     case denied(RegistryError)
 
-    public var isGranted: Bool {
-        if case .granted = self { return true }
-        return false
+    public var isGranted: Bool { denial == nil }
+
+    /// Why push is not allowed, nil when it is.
+    public var denial: RegistryError? {
+        if case .denied(let error) = self { return error }
+        return nil
     }
 }
 
@@ -225,9 +228,10 @@ public final class RegistryClient: Sendable {
     /// - Basic, or no authentication at all: basic-auth registries keep no scopes to ask about, so
     ///   the only way to know is to try: an authenticated `POST /v2/<repo>/blobs/uploads/` starts an
     ///   upload (202 Accepted → `granted`), which is cancelled at once with `DELETE` on the returned
-    ///   `Location`; 401 → `denied` (credentials), 403/404/405 → `denied`. The probe writes nothing
-    ///   but an empty upload session, removed by the DELETE (and by the registry's upload purging
-    ///   should the DELETE fail). It does not create the repository.
+    ///   `Location`; 401 → `denied` (credentials), 403/404/405 → `denied`. The probe uploads no
+    ///   content and pushes no manifest, so no repository or tag appears; the DELETE removes the
+    ///   upload session (distribution 2.8 keeps only its few-byte hash state, which its upload
+    ///   purging removes), as does the purging should the DELETE fail.
     /// Unreachable registries, 429 and 5xx throw: those are not answers about access.
     public func checkPushAccess(repository: ImageReference, credential: RegistryCredential?) async throws -> PushAccess {
         let target = Target(reference: repository, credential: credential, actions: "push,pull")
