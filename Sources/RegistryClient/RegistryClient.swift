@@ -187,7 +187,8 @@ public final class RegistryClient: Sendable {
 
     /// The digest a reference points at now, from a `HEAD` (no download, and no pull counted by
     /// registries that rate-limit pulls); falls back to `GET` when the registry sends no
-    /// `Docker-Content-Digest`. For watching a base tag move.
+    /// `Docker-Content-Digest`. For watching a base tag move. A reference that carries a digest is
+    /// returned as is, unchecked (use `resolve` to know that it exists).
     public func digest(of reference: ImageReference, credential: RegistryCredential? = nil) async throws -> Digest {
         if let digest = reference.digest { return digest }
         let target = Target(reference: reference, credential: credential, actions: "pull")
@@ -576,8 +577,10 @@ public final class RegistryClient: Sendable {
             }
         }
         let error = lastError!
-        throw target.error(error.kind == .tlsVerificationFailed ? .tlsVerificationFailed(error.description)
-                                                                : .unreachable(error.description))
+        if error.kind == .tlsVerificationFailed { throw target.error(.tlsVerificationFailed(error.description)) }
+        let hint = error.kind == .tlsHandshakeFailed && !options.insecure
+            ? "; if the registry serves plain HTTP, mark it insecure" : ""
+        throw target.error(.unreachable(error.description + hint))
     }
 
     private func sendFollowingRedirects(_ target: Target, method: String, url start: String, headers: HTTPHeaders,

@@ -116,6 +116,7 @@ struct RegistryTests {
                 return
             }
             #expect(detail.contains(registry.host))
+            #expect(detail.hasSuffix("; if the registry serves plain HTTP, mark it insecure"))
             #expect(strict?.isRetryable == true)
             #expect(strict?.description.hasPrefix("registry \(registry.host) is unreachable (repository team/base)") == true)
             // Insecure: HTTPS is tried, then plain HTTP answers (and is remembered).
