@@ -8,6 +8,7 @@ let package = Package(
         .executable(name: "image-builder", targets: ["image-builder"]),
         .library(name: "KubeClient", targets: ["KubeClient"]),
         .library(name: "ImageBuilder", targets: ["ImageBuilder"]),
+        .library(name: "RegistryClient", targets: ["RegistryClient"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -56,11 +57,23 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
+        // The OCI/Docker registry client: references, manifests, image configs, auth, push checks.
+        .target(
+            name: "RegistryClient",
+            dependencies: [
+                "CurlHTTP",
+                "KubeClient",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Yams", package: "Yams"),
+            ]
+        ),
         .executableTarget(
             name: "image-builder",
             dependencies: [
                 "KubeClient",
                 "ImageBuilder",
+                "RegistryClient",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -87,5 +100,12 @@ let package = Package(
         ),
         .testTarget(name: "TestHarnessTests", dependencies: ["TestHarness"]),
         .testTarget(name: "KubeClientIntegrationTests", dependencies: ["KubeClient", "TestHarness"]),
+        .testTarget(
+            name: "RegistryClientTests",
+            dependencies: [
+                "RegistryClient", "TestHarness", "CurlHTTP", "KubeClient",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
     ]
 )
