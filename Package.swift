@@ -53,6 +53,7 @@ let package = Package(
             name: "ImageBuilder",
             dependencies: [
                 "KubeClient",
+                "RegistryClient",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
