@@ -9,6 +9,7 @@ let package = Package(
         .library(name: "KubeClient", targets: ["KubeClient"]),
         .library(name: "KubeRuntime", targets: ["KubeRuntime"]),
         .library(name: "ImageBuilder", targets: ["ImageBuilder"]),
+        .library(name: "RegistryClient", targets: ["RegistryClient"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -70,8 +71,20 @@ let package = Package(
             name: "ImageBuilder",
             dependencies: [
                 "KubeClient",
+                "RegistryClient",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
+        // The OCI/Docker registry client: references, manifests, image configs, auth, push checks.
+        .target(
+            name: "RegistryClient",
+            dependencies: [
+                "CurlHTTP",
+                "KubeClient",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Yams", package: "Yams"),
             ]
         ),
         .executableTarget(
@@ -79,6 +92,7 @@ let package = Package(
             dependencies: [
                 "KubeClient",
                 "ImageBuilder",
+                "RegistryClient",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -118,5 +132,12 @@ let package = Package(
         .target(name: "KubeTestSupport", dependencies: ["KubeClient", "TestHarness"], path: "Tests/KubeTestSupport"),
         .testTarget(name: "KubeClientIntegrationTests", dependencies: ["KubeClient", "TestHarness", "KubeTestSupport"]),
         .testTarget(name: "KubeRuntimeTests", dependencies: ["KubeRuntime", "TestHarness", "KubeTestSupport"]),
+        .testTarget(
+            name: "RegistryClientTests",
+            dependencies: [
+                "RegistryClient", "TestHarness", "CurlHTTP", "KubeClient",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
     ]
 )

@@ -9,6 +9,7 @@ struct ImageBuilderCommand: AsyncParsableCommand {
         subcommands: [
             RenderCommand.self,
             ValidateCommand.self,
+            InspectCommand.self,
         ]
     )
 }

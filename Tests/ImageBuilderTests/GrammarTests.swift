@@ -1,3 +1,4 @@
+import RegistryClient
 import Foundation
 import ImageBuilder
 import Testing
@@ -63,12 +64,12 @@ import Testing
 
     @Test func imageReferences() throws {
         for text in Self.validReferences { #expect(throws: Never.self, "\(text)") { try ImageReference(parsing: text) } }
-        for text in Self.invalidReferences { #expect(throws: ReferenceError.self, "\(text)") { try ImageReference(parsing: text) } }
+        for text in Self.invalidReferences { #expect(throws: ImageReference.ParseError.self, "\(text)") { try ImageReference(parsing: text) } }
         let reference = try ImageReference(parsing: "registry.example.com:5000/team/app:1.0@sha256:" + String(repeating: "f", count: 64))
-        #expect(reference.domain == "registry.example.com:5000")
-        #expect(reference.path == "team/app")
+        #expect(reference.registry == "registry.example.com:5000")
+        #expect(reference.repository == "team/app")
         #expect(reference.tag == "1.0")
-        #expect(try ImageReference(parsing: "jupyter/base-notebook").domain == nil)
+        #expect(try ImageReference(parsing: "jupyter/base-notebook").isDockerHub)
         #expect(try ImageReference(parsing: "localhost:5000").tag == "5000")
     }
 

@@ -96,7 +96,9 @@ import Testing
             == #"{"auths":{"quay.io":{"auth":"cHVsbA=="},"registry.example.com":{"auth":"cHVzaA=="},"shared.example.com":{"auth":"cHVzaA=="}}}"#)
         let legacy = Fixtures.secret("old", #"{"index.docker.io":{"auth":"b2xk"}}"#, key: ".dockercfg")
         let fromLegacy = try RegistryCredentials.merge(push: nil, pull: legacy)
-        #expect(String(decoding: fromLegacy.dockerConfigJSON, as: UTF8.self) == #"{"auths":{"index.docker.io":{"auth":"b2xk"}}}"#)
+        // Docker Hub's key forms all become the one docker and kaniko look up.
+        #expect(String(decoding: fromLegacy.dockerConfigJSON, as: UTF8.self) == #"{"auths":{"https://index.docker.io/v1/":{"auth":"b2xk"}}}"#)
+        #expect(merged.overriddenHosts == ["shared.example.com"])
 
         let plan = try Self.plan(credentials: merged)
         let secret = try #require(plan.registrySecret)

@@ -88,7 +88,8 @@ enum Fixtures {
     }
 
     static func secret(_ name: String, _ json: String, key: String = ".dockerconfigjson") -> Secret {
-        Secret(metadata: ObjectMeta(name: name, namespace: "hub"), type: "kubernetes.io/dockerconfigjson",
+        Secret(metadata: ObjectMeta(name: name, namespace: "hub"),
+               type: key == ".dockercfg" ? "kubernetes.io/dockercfg" : "kubernetes.io/dockerconfigjson",
                data: [key: Data(json.utf8)])
     }
 }

@@ -22,7 +22,7 @@ import Testing
             """)
         let lines = report.diagnostics.map { $0.line(file: "f.yaml") }
         #expect(lines == [
-            "f.yaml:5:14: spec.baseImage: not a valid image reference: repository path \"Ubuntu\" must be lower case (got \"Ubuntu\")",
+            "f.yaml:5:14: spec.baseImage: not a valid image reference: repository name \"Ubuntu\" must be lowercase (got \"Ubuntu\")",
             "f.yaml:7:17: spec.packages.apt[1]: not a valid apt package: unexpected \";\" at position 4 in a Debian package (name[:arch][=version|/release]) (got \"vim;id\")",
             "f.yaml:8:18: spec.packages.pip[1]: expected a string, got a number (got \"3\")",
             "f.yaml:10:14: spec.env[0].name: an environment variable name is a letter or '_' followed by letters, digits and '_' (got \"1X\")",

@@ -1,3 +1,4 @@
+import RegistryClient
 import Foundation
 import KubeClient
 
@@ -178,7 +179,10 @@ public enum BuildPlanner {
         }
         var hosts: [String] = []
         for reference in registries {
-            if let host = (try? ImageReference(parsing: reference))?.domain, !hosts.contains(host) { hosts.append(host) }
+            // Docker Hub needs no per-registry flags.
+            if let parsed = ImageReference.parse(reference), !parsed.isDockerHub, !hosts.contains(parsed.registry) {
+                hosts.append(parsed.registry)
+            }
         }
         for host in hosts {
             if config.registry.insecure {

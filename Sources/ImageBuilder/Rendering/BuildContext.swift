@@ -1,3 +1,5 @@
+import RegistryClient
+
 /// The user the built image runs as at the end, as the base image's configuration names it
 /// (`1000`, `jovyan`, `1000:100`); empty means root.
 public struct ImageUser: Sendable, Hashable, CustomStringConvertible {

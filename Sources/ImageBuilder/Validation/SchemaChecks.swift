@@ -1,3 +1,4 @@
+import RegistryClient
 import KubeClient
 
 /// The Swift-side checks a `Schema` names.

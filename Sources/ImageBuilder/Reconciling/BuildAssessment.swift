@@ -1,0 +1,156 @@
+import Foundation
+import KubeClient
+import RegistryClient
+
+/// Where one build Job stands, read from the Job and its Pod. Pure: the reconciler turns this into
+/// status, events and actions.
+public enum BuildAssessment: Sendable, Hashable {
+    /// The Job exists but its Pod is not running yet; `message` says what it waits for.
+    case pending(message: String)
+    /// The builder is running.
+    case running(since: Date?)
+    /// The Pod cannot start without a change (image pull failure, missing secret, unschedulable
+    /// for too long …): the build is given up.
+    case stuck(reason: String, message: String)
+    case succeeded(digest: String?, completionTime: Date?)
+    case failed(reason: String, message: String, completionTime: Date?)
+
+    /// The PrimeHub phase this corresponds to.
+    public var phase: BuildPhase {
+        switch self {
+        case .pending: return .pending
+        case .running: return .running
+        case .succeeded: return .succeeded
+        case .stuck, .failed: return .failed
+        }
+    }
+
+    /// Longest log excerpt kept in a status message.
+    public static let maxLogExcerpt = 1_500
+
+    /// Assesses a build. `pendingTimeout` bounds how long a Pod may wait for something that needs
+    /// a person (an image that cannot be pulled, a missing secret, no node that fits).
+    public static func assess(job: Job, pod: Pod?, now: Date, pendingTimeout: TimeInterval,
+                              builderContainer: String = BuildPlanner.containerName) -> BuildAssessment {
+        let container = pod?.status?.containerStatuses?.first { $0.name == builderContainer }
+        let terminated = container?.state?.terminated ?? container?.lastState?.terminated
+
+        if let complete = job.condition("Complete") {
+            var digest: String?
+            if let terminated, terminated.exitCode == 0, let message = terminated.message {
+                let text = message.trimmingCharacters(in: .whitespacesAndNewlines)
+                if (try? Digest(parsing: text)) != nil { digest = text }
+            }
+            return .succeeded(digest: digest, completionTime: job.status?.completionTime ?? complete.lastTransitionTime)
+        }
+        if let failed = job.condition("Failed") {
+            let finished = failed.lastTransitionTime ?? now
+            if failed.reason == "DeadlineExceeded" {
+                let limit = job.spec?.activeDeadlineSeconds.map { " of \(Self.duration($0))" } ?? ""
+                return .failed(reason: "DeadlineExceeded", message: "the build ran longer than its time limit\(limit)",
+                               completionTime: finished)
+            }
+            if let terminated {
+                let (reason, message) = describeFailure(terminated)
+                return .failed(reason: reason, message: message, completionTime: finished)
+            }
+            let message = failed.message.map { "the build failed: \($0)" } ?? "the build failed"
+            return .failed(reason: failed.reason ?? "BuildFailed", message: message, completionTime: finished)
+        }
+        if let terminated, terminated.exitCode != 0 {
+            // The Job controller has not caught up yet; the Pod already says how it ended.
+            let (reason, message) = describeFailure(terminated)
+            return .failed(reason: reason, message: message, completionTime: terminated.finishedAt ?? now)
+        }
+        if let running = container?.state?.running {
+            return .running(since: running.startedAt)
+        }
+
+        // Not running yet: find out why, and whether it needs a person.
+        let waitingSince = pod?.metadata.creationTimestamp ?? job.metadata.creationTimestamp ?? now
+        let waitedTooLong = now.timeIntervalSince(waitingSince) > pendingTimeout
+        if let waiting = container?.state?.waiting, let reason = waiting.reason {
+            let detail = waiting.message.map { ": \(Self.excerpt($0, limit: 400))" } ?? ""
+            switch reason {
+            case "ErrImagePull", "ImagePullBackOff", "InvalidImageName":
+                let image = pod?.spec?.containers.first { $0.name == builderContainer }?.image ?? "the builder image"
+                let message = "cannot pull the builder image \(image) (\(reason))\(detail)"
+                return reason == "InvalidImageName" || waitedTooLong
+                    ? .stuck(reason: "BuilderImagePullFailed", message: message) : .pending(message: message)
+            case "CreateContainerConfigError", "CreateContainerError":
+                let message = "the build container cannot be created (\(reason))\(detail)"
+                return waitedTooLong ? .stuck(reason: "BuildPodMisconfigured", message: message) : .pending(message: message)
+            case "ContainerCreating", "PodInitializing":
+                let message = "the build container is being created"
+                return waitedTooLong
+                    ? .stuck(reason: "BuildPodStuck", message: "\(message) for longer than \(Self.duration(Int64(pendingTimeout)))")
+                    : .pending(message: message)
+            default:
+                let message = "the build container is waiting (\(reason))\(detail)"
+                return waitedTooLong ? .stuck(reason: "BuildPodStuck", message: message) : .pending(message: message)
+            }
+        }
+        if let pod {
+            if let scheduled = pod.status?.conditions?.first(where: { $0.type == "PodScheduled" }), scheduled.status == "False" {
+                let detail = scheduled.message.map { ": \(Self.excerpt($0, limit: 400))" } ?? ""
+                let message = "the build pod cannot be scheduled (\(scheduled.reason ?? "Unschedulable"))\(detail)"
+                return waitedTooLong ? .stuck(reason: "BuildUnschedulable", message: message) : .pending(message: message)
+            }
+            let message = "the build pod is \(pod.status?.phase ?? "Pending")"
+            return waitedTooLong
+                ? .stuck(reason: "BuildPodStuck", message: "\(message) for longer than \(Self.duration(Int64(pendingTimeout)))")
+                : .pending(message: message)
+        }
+        let message = "waiting for the build pod to be created"
+        return waitedTooLong
+            ? .stuck(reason: "BuildPodStuck", message: "\(message) for longer than \(Self.duration(Int64(pendingTimeout)))")
+            : .pending(message: message)
+    }
+
+    /// A reason and a sentence for a builder container that ended in failure. With
+    /// `FallbackToLogsOnError`, its termination message is the tail of its log.
+    static func describeFailure(_ terminated: ContainerStateTerminated) -> (String, String) {
+        if terminated.reason == "OOMKilled" {
+            return ("OutOfMemory", "the build ran out of memory (OOMKilled); raise builder.resources.limits.memory")
+        }
+        let log = terminated.message ?? ""
+        let lower = log.lowercased()
+        let reason: String
+        let stage: String
+        if lower.contains("error pushing image") || lower.contains("failed to push") || lower.contains("push access denied") {
+            (reason, stage) = ("PushFailed", "pushing the image failed")
+        } else if lower.contains("retrieving image") || lower.contains("failed to get filesystem from image")
+            || lower.contains("unable to complete operation after") && lower.contains("retrieving")
+        {
+            (reason, stage) = ("BaseImagePullFailed", "pulling the base image failed")
+        } else if lower.contains("failed to execute command") || lower.contains("error building stage") {
+            (reason, stage) = ("BuildStepFailed", "a build step failed")
+        } else {
+            (reason, stage) = ("BuildFailed", "the build failed")
+        }
+        let exit = "exit code \(terminated.exitCode)"
+        let excerpt = Self.excerpt(log, limit: maxLogExcerpt)
+        return (reason, excerpt.isEmpty ? "\(stage) (\(exit))" : "\(stage) (\(exit)); last log lines:\n\(excerpt)")
+    }
+
+    /// The end of `text`, at most `limit` characters, starting at a line boundary when possible.
+    static func excerpt(_ text: String, limit: Int) -> String {
+        let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard trimmed.count > limit else { return trimmed }
+        let tail = trimmed.suffix(limit)
+        if let newline = tail.firstIndex(of: "\n") { return String(tail[tail.index(after: newline)...]) }
+        return String(tail)
+    }
+
+    /// `1h30m`, `45m`, `90s`.
+    static func duration(_ seconds: Int64) -> String {
+        let hours = seconds / 3600
+        let minutes = (seconds % 3600) / 60
+        let rest = seconds % 60
+        var text = ""
+        if hours > 0 { text += "\(hours)h" }
+        if minutes > 0 { text += "\(minutes)m" }
+        if rest > 0 || text.isEmpty { text += "\(rest)s" }
+        return text
+    }
+}

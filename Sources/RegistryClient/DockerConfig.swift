@@ -1,0 +1,288 @@
+import Foundation
+import KubeClient
+import Yams
+
+/// A username and password for one registry, and where they came from.
+public struct RegistryCredential: Sendable, Hashable, CustomStringConvertible {
+    public var username: String
+    public var password: String
+    /// The `auths` key they were found under (for messages: "from secret key …").
+    public var source: String?
+
+    public init(username: String, password: String, source: String? = nil) {
+        self.username = username
+        self.password = password
+        self.source = source
+    }
+
+    /// Never shows the password.
+    public var description: String {
+        "user \"\(username)\"" + (source.map { " (auths key \"\($0)\")" } ?? "")
+    }
+}
+
+/// The credentials of a docker `config.json` (`{"auths": {key: {auth|username+password}}}`), as
+/// found in `kubernetes.io/dockerconfigjson` Secrets, or the legacy `.dockercfg` form
+/// (`{key: {auth, email}}`, type `kubernetes.io/dockercfg`).
+///
+/// Keys are matched by host: a key may be written `host`, `host:port`, `https://host/v1/` or with
+/// any scheme and path; the scheme and path are ignored and the host compares case-insensitively,
+/// port included. Docker Hub's keys (`https://index.docker.io/v1/`, `index.docker.io`, `docker.io`,
+/// `registry-1.docker.io`, `registry.hub.docker.com`) all mean Docker Hub. Credential helpers
+/// (`credsStore`, `credHelpers`) and `identitytoken` logins are not supported: a pod has no helper.
+public struct DockerConfig: Sendable, Hashable {
+    /// One `auths` entry, as written (unknown fields kept for merging).
+    public struct Entry: Sendable, Hashable {
+        /// The key as written.
+        public var key: String
+        /// The registry host the key names (normalized; `docker.io` for Docker Hub).
+        public var host: String
+        /// The entry's JSON object.
+        public var value: JSONValue
+
+        /// The username and password of `auth` (base64 `user:pass`) or `username`/`password`;
+        /// nil when the entry has neither.
+        public var credential: RegistryCredential? {
+            if let auth = value["auth"]?.stringValue, !auth.isEmpty {
+                let cleaned = auth.filter { !$0.isWhitespace }
+                guard let decoded = Data(base64Encoded: cleaned) ?? Data(base64Encoded: Self.padded(cleaned)),
+                      let text = String(data: decoded, encoding: .utf8),
+                      let colon = text.firstIndex(of: ":")
+                else { return nil }
+                return RegistryCredential(
+                    username: String(text[..<colon]), password: String(text[text.index(after: colon)...]), source: key)
+            }
+            if let username = value["username"]?.stringValue, let password = value["password"]?.stringValue,
+               !username.isEmpty
+            {
+                return RegistryCredential(username: username, password: password, source: key)
+            }
+            return nil
+        }
+
+        private static func padded(_ text: String) -> String {
+            text + String(repeating: "=", count: (4 - text.count % 4) % 4)
+        }
+    }
+
+    /// Why a secret or file holds no usable docker config.
+    public struct FormatError: Error, Sendable, Hashable, CustomStringConvertible {
+        public var description: String
+        public init(_ description: String) { self.description = description }
+    }
+
+    /// The entries, in key order.
+    public private(set) var entries: [Entry]
+
+    public init(entries: [Entry] = []) {
+        self.entries = entries.sorted { $0.key < $1.key }
+    }
+
+    /// Parses a `config.json` (`{"auths": …}`) or a legacy `.dockercfg` (`{host: {auth}}`).
+    public init(json data: Data) throws(FormatError) {
+        let value: JSONValue
+        do { value = try JSONDecoder().decode(JSONValue.self, from: data) } catch {
+            throw FormatError("the docker config is not valid JSON")
+        }
+        try self.init(value: value)
+    }
+
+    /// The config in a parsed JSON value: `{"auths": {…}}`, or a legacy bare map of keys to entries.
+    public init(value: JSONValue) throws(FormatError) {
+        guard let object = value.objectValue else { throw FormatError("the docker config is not a JSON object") }
+        let auths: [String: JSONValue]
+        if let nested = object["auths"] {
+            guard let map = nested.objectValue else { throw FormatError("\"auths\" in the docker config is not an object") }
+            auths = map
+        } else if !object.isEmpty, object.values.allSatisfy({ $0["auth"] != nil || $0["username"] != nil }) {
+            auths = object
+        } else if object.isEmpty || object.keys.allSatisfy({ ["credsStore", "credHelpers", "HttpHeaders", "psFormat", "currentContext", "proxies", "experimental", "stackOrchestrator", "detachKeys", "plugins", "aliases", "features"].contains($0) }) {
+            auths = [:]
+        } else {
+            throw FormatError("the docker config has no \"auths\" object")
+        }
+        var entries: [Entry] = []
+        for (key, entry) in auths {
+            guard entry.objectValue != nil else { throw FormatError("the docker config entry \"\(key)\" is not an object") }
+            entries.append(Entry(key: key, host: Self.host(ofKey: key), value: entry))
+        }
+        self.init(entries: entries)
+    }
+
+    /// The config of a Secret: `.dockerconfigjson` (type `kubernetes.io/dockerconfigjson`) or
+    /// `.dockercfg` (type `kubernetes.io/dockercfg`), from `data` or `stringData`.
+    public init(secret: Secret) throws(FormatError) {
+        let name = secret.metadata.name.map { "secret \"\($0)\"" } ?? "the secret"
+        let type = secret.type ?? ""
+        let keys: [String]
+        switch type {
+        case "kubernetes.io/dockerconfigjson": keys = [".dockerconfigjson"]
+        case "kubernetes.io/dockercfg": keys = [".dockercfg"]
+        default: keys = [".dockerconfigjson", ".dockercfg"]
+        }
+        for key in keys {
+            let bytes = secret.data?[key] ?? secret.stringData?[key].map { Data($0.utf8) }
+            guard let bytes else { continue }
+            do {
+                try self.init(json: bytes)
+            } catch {
+                throw FormatError("\(name): \(key): \(error.description)")
+            }
+            return
+        }
+        throw FormatError(
+            "\(name) (type \(type.isEmpty ? "unset" : type)) has no \(keys.joined(separator: " or ")) key; "
+                + "a pull or push secret is of type kubernetes.io/dockerconfigjson")
+    }
+
+    /// Reads the contents of a file: a Kubernetes Secret (YAML or JSON) holding a docker config,
+    /// or a bare docker `config.json` / `.dockercfg`.
+    public static func load(fileContents data: Data) throws(FormatError) -> DockerConfig {
+        guard let text = String(data: data, encoding: .utf8) else { throw FormatError("the file is not UTF-8 text") }
+        let value: JSONValue
+        do {
+            value = try JSONValue(yamlNode: try Yams.compose(yaml: text))
+        } catch let error as FormatError {
+            throw error
+        } catch {
+            throw FormatError("the file is neither JSON nor YAML: \(error)")
+        }
+        if value["kind"]?.stringValue == "Secret" || value["apiVersion"] != nil {
+            guard value["kind"]?.stringValue == "Secret" else {
+                throw FormatError("the file holds a \(value["kind"]?.stringValue ?? "resource without kind"), not a Secret")
+            }
+            var value = value
+            if value["metadata"] == nil { value["metadata"] = .object([:]) }
+            let secret: Secret
+            do { secret = try value.decode(as: Secret.self) } catch {
+                throw FormatError("the Secret in the file cannot be read: \(error)")
+            }
+            return try DockerConfig(secret: secret)
+        }
+        return try DockerConfig(value: value)
+    }
+
+    /// The credential for a registry as written in references (`docker.io`, `host:5000`): the entry
+    /// whose key names the same host. When several do, a key written exactly as the host wins,
+    /// then one without scheme or path, then the first in key order.
+    public func credential(forRegistry registry: String) -> RegistryCredential? {
+        let host = Self.host(ofKey: registry)
+        let candidates = entries.filter { $0.host == host }
+        let ranked = candidates.sorted { rank($0, registry) < rank($1, registry) }
+        return ranked.lazy.compactMap(\.credential).first
+    }
+
+    private func rank(_ entry: Entry, _ registry: String) -> Int {
+        if entry.key == registry { return 0 }
+        if !entry.key.contains("/") { return 1 }
+        return 2
+    }
+
+    /// The normalized registry host of a key: scheme and path dropped, lowercased, Docker Hub's
+    /// aliases mapped to `docker.io`.
+    public static func host(ofKey key: String) -> String {
+        var text = Substring(key.trimmingCharacters(in: .whitespaces))
+        if let scheme = text.range(of: "://") { text = text[scheme.upperBound...] }
+        if let slash = text.firstIndex(of: "/") { text = text[..<slash] }
+        let host = text.lowercased()
+        return dockerHubAliases.contains(host) ? ImageReference.dockerHub : host
+    }
+
+    /// Every way Docker Hub is written as a config key or registry.
+    public static let dockerHubAliases: Set<String> = [
+        "docker.io", "index.docker.io", "registry-1.docker.io", "registry.hub.docker.com",
+    ]
+
+    /// The key Docker Hub's credentials are stored under by `docker login`, which every tool reads.
+    public static let dockerHubKey = "https://index.docker.io/v1/"
+
+    /// `{"auths": {…}}` with sorted keys.
+    public var jsonData: Data {
+        var auths: [String: JSONValue] = [:]
+        for entry in entries { auths[entry.key] = entry.value }
+        return (try? KubeJSON.encoder.encode(JSONValue.object(["auths": .object(auths)]))) ?? Data("{\"auths\":{}}".utf8)
+    }
+}
+
+/// The result of merging the push and pull secrets into the one config a build job mounts.
+public struct DockerConfigMerge: Sendable, Hashable {
+    /// The merged config (`{"auths": …}`).
+    public var config: DockerConfig
+    /// Hosts both secrets had credentials for, where the push secret's were kept.
+    public var overriddenHosts: [String]
+
+    /// The merged config as JSON.
+    public var jsonData: Data { config.jsonData }
+}
+
+/// Merges the push and pull configs into one for the build job: every host of either, one entry
+/// per host. When both have the same host, the push entry wins — the build's last step, the push,
+/// fails the whole build without it, while the base image was already resolved with the pull
+/// credentials before the build; such hosts are listed in `overriddenHosts` so the caller can warn.
+/// Docker Hub's entry is written under `https://index.docker.io/v1/`, the key every tool looks up;
+/// other keys are kept as written.
+public func mergeDockerConfigs(push: DockerConfig?, pull: DockerConfig?) -> DockerConfigMerge {
+    var byHost: [String: DockerConfig.Entry] = [:]
+    var overridden: Set<String> = []
+    // Within one config, the entry `credential(forRegistry:)` would use is the one kept.
+    func add(_ config: DockerConfig?, overriding: Bool) {
+        guard let config else { return }
+        var seen: Set<String> = []
+        for host in Set(config.entries.map(\.host)).sorted() {
+            let preferred = config.entries.filter { $0.host == host }.sorted { lhs, rhs in
+                (lhs.credential == nil ? 1 : 0, lhs.key.contains("/") ? 1 : 0, lhs.key)
+                    < (rhs.credential == nil ? 1 : 0, rhs.key.contains("/") ? 1 : 0, rhs.key)
+            }
+            guard var entry = preferred.first, !seen.contains(host) else { continue }
+            seen.insert(host)
+            if host == ImageReference.dockerHub { entry.key = DockerConfig.dockerHubKey }
+            if let existing = byHost[host] {
+                if overriding, existing.value != entry.value { overridden.insert(host) }
+                if !overriding { continue }
+            }
+            byHost[host] = entry
+        }
+    }
+    add(pull, overriding: false)
+    add(push, overriding: true)
+    return DockerConfigMerge(config: DockerConfig(entries: Array(byHost.values)), overriddenHosts: overridden.sorted())
+}
+
+extension JSONValue {
+    /// A JSON value from a YAML node (scalars typed by the YAML core schema; quoted scalars stay strings).
+    init(yamlNode node: Yams.Node?) throws {
+        guard let node else {
+            self = .null
+            return
+        }
+        switch node {
+        case .scalar(let scalar):
+            if scalar.style != .plain {
+                self = .string(scalar.string)
+            } else if let value = Bool.construct(from: scalar) {
+                self = .bool(value)
+            } else if let value = Int.construct(from: scalar) {
+                self = .int(Int64(value))
+            } else if let value = Double.construct(from: scalar) {
+                self = .double(value)
+            } else if NSNull.construct(from: scalar) != nil {
+                self = .null
+            } else {
+                self = .string(scalar.string)
+            }
+        case .sequence(let sequence):
+            self = .array(try sequence.map { try JSONValue(yamlNode: $0) })
+        case .mapping(let mapping):
+            var object: [String: JSONValue] = [:]
+            for (key, value) in mapping {
+                guard case .scalar(let scalar) = key else {
+                    throw DockerConfig.FormatError("a mapping key in the file is not a plain string")
+                }
+                object[scalar.string] = try JSONValue(yamlNode: value)
+            }
+            self = .object(object)
+        case .alias:
+            throw DockerConfig.FormatError("YAML aliases are not accepted in a secret file")
+        }
+    }
+}
