@@ -185,7 +185,7 @@ final class ProbeHandler: ChannelInboundHandler {
         let answer = router.server.answer(method: head.method, uri: head.uri)
         var body = context.channel.allocator.buffer(capacity: answer.body.utf8.count)
         body.writeString(answer.body)
-        var headers = HTTPHeaders()
+        var headers = NIOHTTP1.HTTPHeaders()
         headers.add(name: "Content-Type", value: answer.contentType)
         headers.add(name: "Content-Length", value: String(body.readableBytes))
         let keepAlive = head.isKeepAlive
