@@ -71,7 +71,10 @@ let package = Package(
             name: "ImageBuilder",
             dependencies: [
                 "KubeClient",
+                "KubeRuntime",
                 "RegistryClient",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
@@ -92,6 +95,7 @@ let package = Package(
             dependencies: [
                 "KubeClient",
                 "ImageBuilder",
+                "KubeRuntime",
                 "RegistryClient",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),

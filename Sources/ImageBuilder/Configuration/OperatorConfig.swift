@@ -8,6 +8,7 @@ public struct OperatorConfig: Sendable, Hashable {
     public var builder = Builder()
     /// Finished builds (Jobs and history records) kept per ImageSpec.
     public var historyLimit = 5
+    public var baseImages = BaseImagePolicy()
 
     public init() {}
 
@@ -45,6 +46,23 @@ public struct OperatorConfig: Sendable, Hashable {
         public var backoffLimit: Int32 = 0
         /// Layer cache repository (`--cache=true --cache-repo=…`).
         public var cacheRepo: String?
+        /// How long a build Pod may wait for something that needs a person (an image it cannot
+        /// pull, a missing secret, no node that fits) before the build is given up.
+        public var pendingTimeoutSeconds: Int64 = 600
+
+        public init() {}
+    }
+
+    /// Rebuilding when a base image's tag moves to a new digest (off by default; an ImageSpec can
+    /// opt in or out with the annotation `image-builder.primehub.io/rebuild-on-base-change`).
+    public struct BaseImagePolicy: Sendable, Hashable {
+        public static let annotation = "image-builder.primehub.io/rebuild-on-base-change"
+
+        public var rebuildOnChange = false
+        /// How often a built ImageSpec's base tag is resolved again.
+        public var checkIntervalSeconds: Int64 = 86_400
+        /// At most this many such rebuilds start per hour, across all ImageSpecs.
+        public var maxRebuildsPerHour = 10
 
         public init() {}
     }
@@ -100,6 +118,11 @@ public struct ConfigFailure: Error, Sendable, Hashable, CustomStringConvertible 
 ///   backoffLimit: 0
 ///   cacheRepo: REPO
 ///   ephemeralStorage: 30Gi          # request and limit for the build's disk
+///   pendingTimeout: 10m             # give up a build whose Pod cannot start for this long
+/// baseImages:
+///   rebuildOnChange: false          # rebuild when a base tag moves to a new digest
+///   checkInterval: 24h              # how often built ImageSpecs' base tags are resolved again
+///   maxRebuildsPerHour: 10          # rate limit for those rebuilds, across all ImageSpecs
 /// historyLimit: 5
 /// customImage:                      # PrimeHub's keys, accepted as they are
 ///   pushRepo, pushRepoPrefix, pushSecretName, insecureSkipVerify,
@@ -148,6 +171,12 @@ public enum OperatorConfigLoader {
             "backoffLimit": .integer(minimum: 0),
             "cacheRepo": .string(checks: [.repository]),
             "ephemeralStorage": .intOrString(checks: [.quantity]),
+            "pendingTimeout": .intOrString(checks: [.duration]),
+        ]),
+        "baseImages": .object([
+            "rebuildOnChange": .boolean(),
+            "checkInterval": .intOrString(checks: [.duration]),
+            "maxRebuildsPerHour": .integer(minimum: 1),
         ]),
         "historyLimit": .integer(minimum: 1),
         "customImage": Schema.object([
@@ -247,20 +276,35 @@ public enum OperatorConfigLoader {
         builder.affinity = reader.pick("builder", "affinity", twin: "customImage", "buildJob", "affinity")
         builder.serviceAccountName = root.value(at: "builder", "serviceAccountName")?.stringValue
         builder.priorityClassName = root.value(at: "builder", "priorityClassName")?.stringValue
-        if let timeout = root.value(at: "builder", "timeout")?.scalarText, let seconds = Duration.seconds(timeout) {
-            guard seconds > 0 else {
-                problems.append(ValidationProblem(FieldPath("builder.timeout"), "must be longer than zero", value: timeout))
-                return .failure(failure(problems, document))
-            }
+        if let seconds = positiveDuration(root.value(at: "builder", "timeout"), "builder.timeout", &problems) {
             builder.timeoutSeconds = seconds
         }
         if let limit = root.value(at: "builder", "backoffLimit")?.intValue { builder.backoffLimit = Int32(clamping: limit) }
         builder.cacheRepo = root.value(at: "builder", "cacheRepo")?.stringValue
+        if let pending = positiveDuration(root.value(at: "builder", "pendingTimeout"), "builder.pendingTimeout", &problems) {
+            builder.pendingTimeoutSeconds = pending
+        }
         config.builder = builder
+
+        if let rebuild = root.value(at: "baseImages", "rebuildOnChange")?.boolValue { config.baseImages.rebuildOnChange = rebuild }
+        if let interval = positiveDuration(root.value(at: "baseImages", "checkInterval"), "baseImages.checkInterval", &problems) {
+            config.baseImages.checkIntervalSeconds = interval
+        }
+        if let limit = root.value(at: "baseImages", "maxRebuildsPerHour")?.intValue { config.baseImages.maxRebuildsPerHour = Int(limit) }
 
         problems += reader.conflicts
         guard problems.isEmpty else { return .failure(failure(problems, document)) }
         return .success(Loaded(config: config, warnings: warnings))
+    }
+
+    /// A duration key that must be longer than zero, in seconds.
+    static func positiveDuration(_ value: JSONValue?, _ path: String, _ problems: inout [ValidationProblem]) -> Int64? {
+        guard let text = value?.scalarText, let seconds = Duration.seconds(text) else { return nil }
+        guard seconds > 0 else {
+            problems.append(ValidationProblem(FieldPath(path), "must be longer than zero", value: text))
+            return nil
+        }
+        return seconds
     }
 
     static func failure(_ problems: [ValidationProblem], _ document: YAMLDocument) -> ConfigFailure {

@@ -1,0 +1,138 @@
+import Foundation
+import KubeClient
+import KubeRuntime
+import Logging
+import RegistryClient
+
+/// The operator assembled: watchers for ImageSpecs and their build Jobs and Pods (per watched
+/// namespace), the ImageSpec controller, and optionally leader election and the probe endpoint.
+public struct ImageBuilderOperator: Sendable {
+    public struct Options: Sendable {
+        /// Namespaces to watch; empty for all (overrides the configuration's `watchNamespaces`
+        /// when set).
+        public var namespaces: [String]
+        public var workers: Int
+        /// Lease name and namespace; nil runs without leader election (one replica only).
+        public var leaderElection: LeaderElectionConfiguration?
+        /// Where `/healthz`, `/readyz` and `/metrics` listen; nil for no endpoint.
+        public var probeHost: String
+        public var probePort: Int?
+        /// The platform picked from multi-platform base images.
+        public var platform: Platform
+
+        public init(namespaces: [String] = [], workers: Int = 4, leaderElection: LeaderElectionConfiguration? = nil,
+                    probeHost: String = "0.0.0.0", probePort: Int? = 8080, platform: Platform = .linuxAMD64) {
+            self.namespaces = namespaces
+            self.workers = workers
+            self.leaderElection = leaderElection
+            self.probeHost = probeHost
+            self.probePort = probePort
+            self.platform = platform
+        }
+    }
+
+    public let controller: Controller<ImageSpecReconciler>
+    public let manager: ControllerManager
+    public let reconciler: ImageSpecReconciler
+    public let leaderElector: LeaderElector?
+    public let probeServer: ProbeServer?
+
+    /// Builds the operator. `registry` defaults to the live registry client configured from
+    /// `config.registry` (insecure flag and CA bundle apply to the push registry).
+    public init(client: KubernetesClient, config: OperatorConfig, options: Options,
+                registry: (any RegistryInspector)? = nil, logger: Logger = Logger(label: "image-builder")) {
+        let namespaces: [String?] = {
+            let list = options.namespaces.isEmpty ? config.watchNamespaces : options.namespaces
+            return list.isEmpty ? [nil] : list.map { $0 }
+        }()
+        let managedBy = "\(BuildPlanner.managedByLabel)=\(BuildPlanner.managedByValue)"
+        let specWatchers = namespaces.map {
+            Watcher(client: client, ImageSpec.self, scope: WatchScope(namespace: $0), transform: StoreTransforms.stripManagedFields)
+        }
+        let jobWatchers = namespaces.map {
+            Watcher(client: client, Job.self, scope: WatchScope(namespace: $0, labelSelector: managedBy),
+                    transform: StoreTransforms.summarizeJob)
+        }
+        let podWatchers = namespaces.map {
+            Watcher(client: client, Pod.self, scope: WatchScope(namespace: $0, labelSelector: managedBy),
+                    transform: StoreTransforms.stripManagedFields)
+        }
+
+        let inspector = registry ?? LiveRegistryInspector(client: Self.registryClient(config: config, platform: options.platform))
+        let events = EventRecorder(client: client, component: "image-builder")
+        let reconciler = ImageSpecReconciler(
+            client: client, config: config, registry: inspector,
+            imageSpecs: StoreSet(specWatchers.map(\.store)), jobs: StoreSet(jobWatchers.map(\.store)),
+            pods: StoreSet(podWatchers.map(\.store)), events: events, logger: logger)
+
+        let elector = options.leaderElection.map { LeaderElector(client: client, configuration: $0) }
+        let controller = Controller(name: "imagespec", reconciler: reconciler, workers: max(options.workers, 1),
+                                    leaderElector: elector, eventRecorder: events, logger: logger)
+        for watcher in specWatchers { controller.watch(watcher) }
+        for watcher in jobWatchers { controller.owns(watcher, owner: ImageSpec.resourceType) }
+        // A Pod's controller is its Job, whose controller is the ImageSpec.
+        let jobs = reconciler.jobs
+        for watcher in podWatchers {
+            controller.watches(watcher) { pod in
+                guard let owner = pod.metadata.controllerReference, owner.kind == "Job",
+                      let job = jobs.get(name: owner.name, namespace: pod.metadata.namespace),
+                      let key = OwnerMapping.controllerOwnerKey(of: job.metadata, owner: ImageSpec.resourceType)
+                else { return [] }
+                return [key]
+            }
+        }
+        let probes = options.probePort.map { ProbeServer(host: options.probeHost, port: $0) }
+        let manager = ControllerManager(leaderElector: elector, probeServer: probes)
+        manager.add(controller)
+
+        self.controller = controller
+        self.manager = manager
+        self.reconciler = reconciler
+        self.leaderElector = elector
+        self.probeServer = probes
+    }
+
+    /// Runs until SIGTERM/SIGINT (graceful: in-flight reconciles finish, the lease is released).
+    /// Throws `LeadershipLost` when another replica takes over.
+    public func run() async throws {
+        try await manager.run()
+    }
+
+    /// The registry client for the configuration: the push registry's insecure flag and CA bundle.
+    public static func registryClient(config: OperatorConfig, platform: Platform) -> RegistryClient {
+        var registries: [String: RegistryOptions] = [:]
+        var hosts: [String] = []
+        switch config.registry.push {
+        case .repository(let repository): hosts.append(repository)
+        case .prefix(let prefix): hosts.append(prefix + "/x")
+        case nil: break
+        }
+        if let cache = config.builder.cacheRepo { hosts.append(cache) }
+        for reference in hosts {
+            guard let host = ImageReference.parse(reference)?.registry else { continue }
+            registries[host] = RegistryOptions(insecure: config.registry.insecure,
+                                               caData: config.registry.caBundle.map { Data($0.utf8) })
+        }
+        return RegistryClient(configuration: RegistryClient.Configuration(registries: registries, defaultPlatform: platform))
+    }
+}
+
+/// Reads across the caches of several watched namespaces (one Store each) as if they were one.
+public struct StoreSet<Object: KubeObject>: Sendable {
+    public let stores: [Store<Object>]
+
+    public init(_ stores: [Store<Object>]) { self.stores = stores }
+
+    public func get(_ key: ObjectKey) -> Object? {
+        for store in stores { if let object = store.get(key) { return object } }
+        return nil
+    }
+
+    public func get(name: String, namespace: String?) -> Object? {
+        get(ObjectKey(namespace: namespace, name: name))
+    }
+
+    public func list(namespace: String) -> [Object] {
+        stores.flatMap { $0.list(namespace: namespace) }
+    }
+}
