@@ -75,6 +75,7 @@ let package = Package(
                 "RegistryClient",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
@@ -136,12 +137,21 @@ let package = Package(
         .target(name: "KubeTestSupport", dependencies: ["KubeClient", "TestHarness"], path: "Tests/KubeTestSupport"),
         .testTarget(name: "KubeClientIntegrationTests", dependencies: ["KubeClient", "TestHarness", "KubeTestSupport"]),
         .testTarget(name: "KubeRuntimeTests", dependencies: ["KubeRuntime", "TestHarness", "KubeTestSupport"]),
+        // Pushes test images to a LocalRegistry with plain HTTP requests.
+        .target(
+            name: "RegistryTestSupport", dependencies: ["RegistryClient", "TestHarness", "CurlHTTP", "KubeClient"],
+            path: "Tests/RegistryTestSupport"
+        ),
         .testTarget(
             name: "RegistryClientTests",
             dependencies: [
-                "RegistryClient", "TestHarness", "CurlHTTP", "KubeClient",
+                "RegistryClient", "RegistryTestSupport", "TestHarness", "CurlHTTP", "KubeClient",
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
+        ),
+        .testTarget(
+            name: "ImageBuilderIntegrationTests",
+            dependencies: ["ImageBuilder", "KubeRuntime", "RegistryTestSupport", "KubeTestSupport", "TestHarness"]
         ),
     ]
 )

@@ -1,3 +1,4 @@
+import RegistryTestSupport
 import Foundation
 import KubeClient
 import Testing

@@ -1,3 +1,4 @@
+import RegistryTestSupport
 import CurlHTTP
 import Foundation
 import Testing

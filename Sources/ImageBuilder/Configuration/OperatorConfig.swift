@@ -24,6 +24,9 @@ public struct OperatorConfig: Sendable, Hashable {
         public var insecure = false
         /// PEM certificates to trust for the registries.
         public var caBundle: String?
+        /// Other registries (of base images) that speak plain HTTP or whose certificates are not
+        /// verified, as `host[:port]`.
+        public var insecureRegistries: [String] = []
 
         public init() {}
     }
@@ -105,6 +108,7 @@ public struct ConfigFailure: Error, Sendable, Hashable, CustomStringConvertible 
 ///   pullSecret: NAME                # written as pullSecret on published Images
 ///   insecure: false                 # plain HTTP / unverified TLS for the push registry
 ///   caBundle: PEM                   # certificates to trust
+///   insecureRegistries: [HOST:PORT] # base-image registries on plain HTTP / unverified TLS
 /// builder:
 ///   image: gcr.io/kaniko-project/executor:v1.23.2   # pin by digest
 ///   extraArgs: [--flag=value]
@@ -157,6 +161,7 @@ public enum OperatorConfigLoader {
             "pullSecret": secretName,
             "insecure": .boolean(),
             "caBundle": .string(text: .anyButNUL),
+            "insecureRegistries": .array(of: .string(checks: [.registryHost])),
         ]),
         "builder": .object([
             "image": .string(checks: [.imageReference]),
@@ -248,6 +253,7 @@ public enum OperatorConfigLoader {
         config.registry.pullSecret = root.value(at: "registry", "pullSecret")?.stringValue
         config.registry.insecure = reader.pick("registry", "insecure", twin: "customImage", "insecureSkipVerify")?.boolValue ?? false
         config.registry.caBundle = root.value(at: "registry", "caBundle")?.stringValue
+        config.registry.insecureRegistries = root.value(at: "registry", "insecureRegistries")?.arrayValue?.compactMap(\.stringValue) ?? []
         if let bundle = config.registry.caBundle, !bundle.contains("-----BEGIN CERTIFICATE-----") {
             problems.append(ValidationProblem(FieldPath("registry.caBundle"), "must hold PEM certificates (-----BEGIN CERTIFICATE-----)"))
         }
@@ -299,7 +305,7 @@ public enum OperatorConfigLoader {
 
     /// A duration key that must be longer than zero, in seconds.
     static func positiveDuration(_ value: JSONValue?, _ path: String, _ problems: inout [ValidationProblem]) -> Int64? {
-        guard let text = value?.scalarText, let seconds = Duration.seconds(text) else { return nil }
+        guard let text = value?.scalarText, let seconds = GoDuration.seconds(text) else { return nil }
         guard seconds > 0 else {
             problems.append(ValidationProblem(FieldPath(path), "must be longer than zero", value: text))
             return nil

@@ -22,7 +22,7 @@ enum Quantity {
 }
 
 /// Durations as Go writes them (`1h30m`, `90s`, `500ms`) or a bare number of seconds.
-enum Duration {
+enum GoDuration {
     static func seconds(_ text: String) -> Int64? {
         if let whole = Int64(text), whole >= 0 { return whole }
         var scanner = ByteScanner(text)

@@ -192,6 +192,10 @@ public enum BuildPlanner {
                 args.append("--registry-certificate=\(host)=\(caPath)")
             }
         }
+        // Base-image registries on plain HTTP or unverified TLS.
+        for host in config.registry.insecureRegistries where !(config.registry.insecure && hosts.contains(host)) {
+            args += ["--insecure-registry=\(host)", "--skip-tls-verify-registry=\(host)"]
+        }
         args += config.builder.extraArgs
 
         var container = Container(name: containerName, image: config.builder.image, args: args)

@@ -9,6 +9,8 @@ public struct RegistryCredentials: Sendable, Hashable {
     public let dockerConfigJSON: Data
     /// Registries both secrets name, where the push secret's entry was kept.
     public let overriddenHosts: [String]
+    /// The merged configuration, for looking up a registry's credential.
+    public let dockerConfig: DockerConfig
 
     public static let secretType = "kubernetes.io/dockerconfigjson"
     public static let secretKey = ".dockerconfigjson"
@@ -26,7 +28,8 @@ public struct RegistryCredentials: Sendable, Hashable {
             }
         }
         let merged = mergeDockerConfigs(push: try config(push), pull: try config(pull))
-        return RegistryCredentials(dockerConfigJSON: merged.jsonData, overriddenHosts: merged.overriddenHosts)
+        return RegistryCredentials(dockerConfigJSON: merged.jsonData, overriddenHosts: merged.overriddenHosts,
+                                   dockerConfig: merged.config)
     }
 }
 

@@ -26,7 +26,9 @@ public struct BaseImageFacts: Sendable, Hashable {
 /// Asks registries about images: resolves base images and checks push access. A protocol so the
 /// reconciler's failure paths can also be driven without a registry.
 public protocol RegistryInspector: Sendable {
-    func inspectBaseImage(_ reference: String, pullSecret: Secret?) async throws -> BaseImageFacts
+    /// `credentials`: the build's merged docker config (pull secret, and the push secret, which
+    /// kaniko also pulls with).
+    func inspectBaseImage(_ reference: String, credentials: DockerConfig?) async throws -> BaseImageFacts
     /// Whether `pushSecret` may push to `repository`; throws `RegistryError` for a denial or failure.
     func checkPushAccess(to repository: String, pushSecret: Secret?) async throws
 }
@@ -43,9 +45,9 @@ public final class LiveRegistryInspector: RegistryInspector {
         self.pushCheckTTL = pushCheckTTL
     }
 
-    public func inspectBaseImage(_ reference: String, pullSecret: Secret?) async throws -> BaseImageFacts {
+    public func inspectBaseImage(_ reference: String, credentials: DockerConfig?) async throws -> BaseImageFacts {
         let parsed = try ImageReference(parsing: reference)
-        let credential = try pullSecret.flatMap { try DockerConfig(secret: $0).credential(forRegistry: parsed.registry) }
+        let credential = credentials?.credential(forRegistry: parsed.registry)
         let resolved = try await client.resolve(parsed, credential: credential)
         return BaseImageFacts(
             digest: resolved.digest.description, user: resolved.config.user ?? "",

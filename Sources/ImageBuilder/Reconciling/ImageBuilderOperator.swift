@@ -3,6 +3,7 @@ import KubeClient
 import KubeRuntime
 import Logging
 import RegistryClient
+import UnixSignals
 
 /// The operator assembled: watchers for ImageSpecs and their build Jobs and Pods (per watched
 /// namespace), the ImageSpec controller, and optionally leader election and the probe endpoint.
@@ -19,15 +20,20 @@ public struct ImageBuilderOperator: Sendable {
         public var probePort: Int?
         /// The platform picked from multi-platform base images.
         public var platform: Platform
+        /// How soon an ImageSpec stalled on something outside it (a missing secret, a base image
+        /// not found or refused) is looked at again, so that fixing that thing heals it.
+        public var stalledRetryInterval: Duration
 
         public init(namespaces: [String] = [], workers: Int = 4, leaderElection: LeaderElectionConfiguration? = nil,
-                    probeHost: String = "0.0.0.0", probePort: Int? = 8080, platform: Platform = .linuxAMD64) {
+                    probeHost: String = "0.0.0.0", probePort: Int? = 8080, platform: Platform = .linuxAMD64,
+                    stalledRetryInterval: Duration = .seconds(60)) {
             self.namespaces = namespaces
             self.workers = workers
             self.leaderElection = leaderElection
             self.probeHost = probeHost
             self.probePort = probePort
             self.platform = platform
+            self.stalledRetryInterval = stalledRetryInterval
         }
     }
 
@@ -63,7 +69,8 @@ public struct ImageBuilderOperator: Sendable {
         let reconciler = ImageSpecReconciler(
             client: client, config: config, registry: inspector,
             imageSpecs: StoreSet(specWatchers.map(\.store)), jobs: StoreSet(jobWatchers.map(\.store)),
-            pods: StoreSet(podWatchers.map(\.store)), events: events, logger: logger)
+            pods: StoreSet(podWatchers.map(\.store)), events: events, stalledRetryInterval: options.stalledRetryInterval,
+            logger: logger)
 
         let elector = options.leaderElection.map { LeaderElector(client: client, configuration: $0) }
         let controller = Controller(name: "imagespec", reconciler: reconciler, workers: max(options.workers, 1),
@@ -92,13 +99,19 @@ public struct ImageBuilderOperator: Sendable {
         self.probeServer = probes
     }
 
-    /// Runs until SIGTERM/SIGINT (graceful: in-flight reconciles finish, the lease is released).
-    /// Throws `LeadershipLost` when another replica takes over.
-    public func run() async throws {
-        try await manager.run()
+    /// Runs until one of `signals` (graceful: in-flight reconciles finish, the lease is released)
+    /// or `shutDown()`. Throws `LeadershipLost` when another replica takes over.
+    public func run(signals: [UnixSignal] = [.sigterm, .sigint]) async throws {
+        try await manager.run(signals: signals)
     }
 
-    /// The registry client for the configuration: the push registry's insecure flag and CA bundle.
+    /// Stops gracefully, as SIGTERM would.
+    public func shutDown() {
+        manager.shutDown()
+    }
+
+    /// The registry client for the configuration: the push registry's insecure flag and CA bundle,
+    /// and the insecure base-image registries.
     public static func registryClient(config: OperatorConfig, platform: Platform) -> RegistryClient {
         var registries: [String: RegistryOptions] = [:]
         var hosts: [String] = []
@@ -108,9 +121,12 @@ public struct ImageBuilderOperator: Sendable {
         case nil: break
         }
         if let cache = config.builder.cacheRepo { hosts.append(cache) }
+        for host in config.registry.insecureRegistries {
+            registries[host] = RegistryOptions(insecure: true)
+        }
         for reference in hosts {
             guard let host = ImageReference.parse(reference)?.registry else { continue }
-            registries[host] = RegistryOptions(insecure: config.registry.insecure,
+            registries[host] = RegistryOptions(insecure: config.registry.insecure || config.registry.insecureRegistries.contains(host),
                                                caData: config.registry.caBundle.map { Data($0.utf8) })
         }
         return RegistryClient(configuration: RegistryClient.Configuration(registries: registries, defaultPlatform: platform))

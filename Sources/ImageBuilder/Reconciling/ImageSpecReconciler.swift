@@ -22,18 +22,24 @@ public struct ImageSpecReconciler: Reconciler {
     public let pods: StoreSet<Pod>
     public let events: EventRecorder?
     let clock: @Sendable () -> Date
+    /// How soon an ImageSpec stalled on something outside it is looked at again.
+    let stalledRetryInterval: Duration
     let baseImageChecks: BaseImageCheckBook
     let metrics = BuildMetrics()
     let logger: Logger
 
     /// The Job annotation recording the base image digest a build started from.
     public static let baseDigestAnnotation = "image-builder.primehub.io/base-digest"
+    /// The Job annotation recording the `spec.updateTime` a build was started for.
+    public static let updateTimeAnnotation = "image-builder.primehub.io/update-time"
+    /// How long a completed Job's Pod may take to show its termination message (the digest).
+    public static let digestGracePeriod: TimeInterval = 30
     /// The field manager name of the operator's writes.
     public static let fieldManager = "image-builder"
 
     public init(client: KubernetesClient, config: OperatorConfig, registry: any RegistryInspector,
                 imageSpecs: StoreSet<ImageSpec>, jobs: StoreSet<Job>, pods: StoreSet<Pod>, events: EventRecorder?,
-                clock: @escaping @Sendable () -> Date = { Date() },
+                stalledRetryInterval: Duration = .seconds(60), clock: @escaping @Sendable () -> Date = { Date() },
                 logger: Logger = Logger(label: "image-builder.reconciler")) {
         self.client = client
         self.config = config
@@ -43,6 +49,7 @@ public struct ImageSpecReconciler: Reconciler {
         self.pods = pods
         self.events = events
         self.clock = clock
+        self.stalledRetryInterval = stalledRetryInterval
         self.baseImageChecks = BaseImageCheckBook(maxPerHour: config.baseImages.maxRebuildsPerHour)
         self.logger = logger
     }
@@ -68,11 +75,16 @@ public struct ImageSpecReconciler: Reconciler {
             .sorted { ($0.metadata.creationTimestamp ?? .distantPast) > ($1.metadata.creationTimestamp ?? .distantPast) }
     }
 
-    /// The newest Pod of a Job.
+    /// The newest Pod of a Job. Creation times have whole seconds: among Pods of the same second,
+    /// one whose containers have ended counts as the later.
     func newestPod(of job: Job) -> Pod? {
-        pods.list(namespace: job.metadata.namespace ?? "")
+        func order(_ pod: Pod) -> (Date, Int, String) {
+            let ended = pod.status?.containerStatuses?.contains { $0.state?.terminated != nil } == true
+            return (pod.metadata.creationTimestamp ?? .distantPast, ended ? 1 : 0, pod.metadata.name ?? "")
+        }
+        return pods.list(namespace: job.metadata.namespace ?? "")
             .filter { $0.metadata.controllerReference?.uid == job.metadata.uid && job.metadata.uid != nil }
-            .max { ($0.metadata.creationTimestamp ?? .distantPast) < ($1.metadata.creationTimestamp ?? .distantPast) }
+            .max { order($0) < order($1) }
     }
 }
 
@@ -158,15 +170,18 @@ struct Pass {
         return try await startBuild(valid, hash: hash, jobName: jobName, target: target)
     }
 
-    /// Why an existing build of the current hash must be redone, if it must.
+    /// Why an existing build of the current hash must be redone, if it must: PrimeHub's rebuild
+    /// trigger, an `updateTime` newer than the one the build was started for (Jobs from before
+    /// that was recorded compare with their creation time).
     func rebuildReason(job: Job, spec: ValidImageSpec) -> String? {
-        if rebuildRequested(since: job.metadata.creationTimestamp, spec: spec) {
-            return "spec.updateTime is newer than build \(job.metadata.name ?? ""); building again"
-        }
-        return nil
+        guard let updateTime = spec.spec.updateTime else { return nil }
+        let builtFor = job.metadata.annotations?[ImageSpecReconciler.updateTimeAnnotation].flatMap(KubeJSON.parseTimestamp)
+            ?? job.metadata.creationTimestamp
+        guard let builtFor, updateTime > builtFor else { return nil }
+        return "spec.updateTime (\(KubeJSON.formatTimestamp(updateTime))) is newer than build \(job.metadata.name ?? ""); building again"
     }
 
-    /// PrimeHub's rebuild trigger: an `updateTime` newer than the build's start.
+    /// The same trigger for a build whose Job is gone, against the build's recorded start.
     func rebuildRequested(since start: Date?, spec: ValidImageSpec) -> Bool {
         guard let updateTime = spec.spec.updateTime, let start else { return false }
         return updateTime > start
@@ -205,14 +220,14 @@ struct Pass {
             pushSecret = try await secret(named: config.registry.pushSecret, role: "push secret (registry.pushSecret)")
         } catch let missing as MissingSecret {
             stall(.failed, reason: "MissingSecret", message: missing.description, jobName: jobName)
-            return .done
+            return .requeue(after: reconciler.stalledRetryInterval)
         }
         let credentials: RegistryCredentials
         do {
             credentials = try RegistryCredentials.merge(push: pushSecret, pull: pullSecret)
         } catch {
             stall(.failed, reason: "InvalidSecret", message: error.description, jobName: jobName)
-            return .done
+            return .requeue(after: reconciler.stalledRetryInterval)
         }
         if let pushSecret, let host = ImageReference.parse(target)?.registry {
             let hasCredential = (try? DockerConfig(secret: pushSecret).credential(forRegistry: host)) != nil
@@ -220,21 +235,21 @@ struct Pass {
                 stall(.failed, reason: "MissingPushCredentials",
                       message: "push secret \(pushSecret.metadata.name ?? "") in namespace \(namespace) has no credentials for registry \(host)",
                       jobName: jobName)
-                return .done
+                return .requeue(after: reconciler.stalledRetryInterval)
             }
         }
 
         // The base image, asked of its registry before anything runs.
         let facts: BaseImageFacts
         do {
-            facts = try await reconciler.registry.inspectBaseImage(spec.spec.baseImage, pullSecret: pullSecret)
+            facts = try await reconciler.registry.inspectBaseImage(spec.spec.baseImage, credentials: credentials.dockerConfig)
         } catch let error as RegistryError where error.isRetryable {
             setState(.pending, .reconciling(reason: "BaseImageUnreachable", message: "\(error); retrying"), jobName: jobName)
             try await writeStatus()
             throw error  // back off and try again
         } catch {
             stall(.failed, reason: "BaseImageUnavailable", message: "base image \(spec.spec.baseImage): \(error)", jobName: jobName)
-            return .done
+            return .requeue(after: reconciler.stalledRetryInterval)
         }
         if !spec.conda.specs.isEmpty && !facts.hasConda {
             stall(.failed, reason: "CondaUnavailable",
@@ -252,7 +267,7 @@ struct Pass {
             try await reconciler.registry.checkPushAccess(to: target, pushSecret: pushSecret)
         } catch let error as RegistryError where !error.isRetryable {
             stall(.failed, reason: "PushDenied", message: "\(error)", jobName: jobName)
-            return .done
+            return .requeue(after: reconciler.stalledRetryInterval)
         } catch {
             logger.warning("could not check push access; building anyway", metadata: ["error": "\(error)"])
         }
@@ -273,6 +288,9 @@ struct Pass {
             return .done
         }
         plan.job.metadata.annotations?[ImageSpecReconciler.baseDigestAnnotation] = facts.digest
+        if let updateTime = spec.spec.updateTime {
+            plan.job.metadata.annotations?[ImageSpecReconciler.updateTimeAnnotation] = KubeJSON.formatTimestamp(updateTime)
+        }
 
         try await createOrReplace(plan.configMap)
         if let secret = plan.registrySecret { try await createOrReplace(secret) }
@@ -335,8 +353,10 @@ struct Pass {
             record.phase = BuildPhase.pending.rawValue
             status.record(record, limit: config.historyLimit)
             setState(.pending, .reconciling(reason: "BuildPending", message: message), jobName: jobName)
-            // Look again when the Pod may have waited too long.
-            return .requeue(after: .seconds(30))
+            // Look again when the Pod may have waited too long (Pod events bring news sooner).
+            let waiting = now.timeIntervalSince(job.metadata.creationTimestamp ?? now)
+            let left = TimeInterval(config.builder.pendingTimeoutSeconds) - waiting
+            return .requeue(after: .seconds(min(30, max(1, left + 1))))
         case .running:
             record.phase = BuildPhase.running.rawValue
             status.record(record, limit: config.historyLimit)
@@ -363,6 +383,14 @@ struct Pass {
             stall(.failed, reason: reason, message: "build \(jobName) failed: \(message)", jobName: jobName)
             if firstTime { try await finishBuild(job) }
             return .done
+        case .succeeded(nil, let completion)
+            where now.timeIntervalSince(completion ?? now) < ImageSpecReconciler.digestGracePeriod:
+            // Done, but the Pod's termination message (the digest) is not in view yet: watches of
+            // Jobs and Pods deliver independently. Wait a little for it.
+            record.phase = BuildPhase.running.rawValue
+            status.record(record, limit: config.historyLimit)
+            setState(.running, .reconciling(reason: "Finishing", message: "build \(jobName) completed; reading its digest"), jobName: jobName)
+            return .requeue(after: .seconds(1))
         case .succeeded(let digest, let completion):
             let firstTime = record.phase != BuildPhase.succeeded.rawValue
             record.phase = BuildPhase.succeeded.rawValue
@@ -417,7 +445,9 @@ struct Pass {
         let facts: BaseImageFacts
         do {
             let pullSecret = try await secret(named: spec.spec.pullSecret, role: "pull secret (spec.pullSecret)")
-            facts = try await reconciler.registry.inspectBaseImage(spec.spec.baseImage, pullSecret: pullSecret)
+            let pushSecret = try await secret(named: config.registry.pushSecret, role: "push secret (registry.pushSecret)")
+            let credentials = try RegistryCredentials.merge(push: pushSecret, pull: pullSecret)
+            facts = try await reconciler.registry.inspectBaseImage(spec.spec.baseImage, credentials: credentials.dockerConfig)
         } catch {
             // The built image stays good; try again at the next interval.
             logger.warning("base image check failed", metadata: ["error": "\(error)"])

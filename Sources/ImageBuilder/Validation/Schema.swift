@@ -25,6 +25,8 @@ public struct Schema: Sendable {
         case repository
         /// A repository prefix: `<prefix>/<name>` must be a repository (`registry.example.com:5000/team`).
         case repositoryPrefix
+        /// A registry host with an optional port (`registry.example.com:5000`).
+        case registryHost
         /// A command-line option (`--flag` or `--flag=value`).
         case commandLineOption
         /// Array items are objects whose `key` member must be unique.

@@ -51,7 +51,7 @@ enum SchemaChecks {
                 problems.append(ValidationProblem(path, "not a resource quantity such as 500m, 2Gi or 1", value: text))
             }
         case (.duration, _):
-            if let text = value.scalarText, Duration.seconds(text) == nil {
+            if let text = value.scalarText, GoDuration.seconds(text) == nil {
                 problems.append(ValidationProblem(path, "not a duration such as 90s, 45m or 1h30m (or a number of seconds)", value: text))
             }
         case (.repository, .string(let text)), (.repositoryPrefix, .string(let text)):
@@ -64,6 +64,11 @@ enum SchemaChecks {
             } catch {
                 problems.append(ValidationProblem(
                     path, "not a valid repository\(isPrefix ? " prefix" : ""): \(error.reason)", value: text))
+            }
+        case (.registryHost, .string(let text)):
+            // A host is what a reference with a path after it names as its registry.
+            if text.contains("/") || ImageReference.parse(text + "/x")?.registry != text {
+                problems.append(ValidationProblem(path, "must be a registry host such as registry.example.com:5000", value: text))
             }
         case (.commandLineOption, .string(let text)):
             if !text.hasPrefix("--") || text.count < 3 {

@@ -7,14 +7,16 @@ import TestHarness
 /// Pushes test images to a LocalRegistry with plain HTTP requests (independent of the client under
 /// test): blobs by monolithic upload (`POST …/blobs/uploads/`, then `PUT <location>?digest=`),
 /// then manifests and an index.
-struct ImagePusher {
-    let registry: LocalRegistry
+public struct ImagePusher: Sendable {
+    public let registry: LocalRegistry
     let http = HTTPClient.shared
+
+    public init(registry: LocalRegistry) { self.registry = registry }
 
     var tls: TLSOptions { TLSOptions(caFile: registry.caFile) }
 
     /// The Authorization header for pushing to `repository` in the registry's auth mode.
-    func authorization(_ repository: String) async throws -> String? {
+    public func authorization(_ repository: String) async throws -> String? {
         switch registry.auth {
         case .none:
             return nil
@@ -34,9 +36,9 @@ struct ImagePusher {
         }
     }
 
-    struct PushError: Error, CustomStringConvertible {
-        var description: String
-        init(_ description: String) { self.description = description }
+    public struct PushError: Error, CustomStringConvertible {
+        public var description: String
+        public init(_ description: String) { self.description = description }
     }
 
     private func send(_ method: String, _ url: String, _ headers: HTTPHeaders, body: Data?, auth: String?) async throws -> HTTPResponse {
@@ -46,7 +48,7 @@ struct ImagePusher {
     }
 
     @discardableResult
-    func pushBlob(_ repository: String, _ data: Data, mediaType: String = MediaType.ociLayer) async throws -> Descriptor {
+    public func pushBlob(_ repository: String, _ data: Data, mediaType: String = MediaType.ociLayer) async throws -> Descriptor {
         let auth = try await authorization(repository)
         let digest = Digest.of(data)
         let start = try await send("POST", registry.url.absoluteString + "/v2/\(repository)/blobs/uploads/", [:], body: Data(), auth: auth)
@@ -61,7 +63,7 @@ struct ImagePusher {
     }
 
     @discardableResult
-    func pushManifest(_ repository: String, reference: String, _ data: Data, mediaType: String) async throws -> Digest {
+    public func pushManifest(_ repository: String, reference: String, _ data: Data, mediaType: String) async throws -> Digest {
         let auth = try await authorization(repository)
         let response = try await send(
             "PUT", registry.url.absoluteString + "/v2/\(repository)/manifests/\(reference)", ["Content-Type": mediaType],
@@ -73,7 +75,7 @@ struct ImagePusher {
     }
 
     /// Pushes the standard test images to `repository` and returns what was pushed.
-    func pushTestImages(_ repository: String) async throws -> TestImages {
+    public func pushTestImages(_ repository: String) async throws -> TestImages {
         let layer = try await pushBlob(repository, Data("layer-\(UUID().uuidString)".utf8))
         func configBlob(architecture: String, variant: String?, user: String, env: [String]) -> Data {
             var object: [String: Any] = [
@@ -118,25 +120,44 @@ struct ImagePusher {
     }
 }
 
+extension ImagePusher {
+    /// Pushes one single-platform image (linux/amd64, Docker schema 2) with the given config
+    /// `User` and `Env` under `tag`; returns its manifest digest.
+    @discardableResult
+    public func pushImage(_ repository: String, tag: String, user: String, env: [String]) async throws -> Digest {
+        let layer = try await pushBlob(repository, Data("layer-\(UUID().uuidString)".utf8), mediaType: MediaType.dockerLayer)
+        let config: [String: Any] = [
+            "architecture": "amd64", "os": "linux",
+            "config": ["User": user, "Env": env],
+            "rootfs": ["type": "layers", "diff_ids": [layer.digest.description]],
+        ]
+        let configData = try JSONSerialization.data(withJSONObject: config, options: [.sortedKeys])
+        let configDescriptor = try await pushBlob(repository, configData, mediaType: MediaType.dockerConfig)
+        let manifest = try JSONEncoder.sorted.encode(ImageManifest(mediaType: MediaType.dockerManifest,
+                                                                   config: configDescriptor, layers: [layer]))
+        return try await pushManifest(repository, reference: tag, manifest, mediaType: MediaType.dockerManifest)
+    }
+}
+
 /// What `pushTestImages` pushed: tags `amd64` (Docker schema 2, user jovyan), `arm64` (OCI, user
 /// builder) and `multi` (an OCI index of both).
-struct TestImages: Sendable {
-    var repository: String
-    var host: String
-    var amd64Manifest: Digest
-    var arm64Manifest: Digest
-    var index: Digest
-    var amd64Config: Digest
-    var arm64Config: Digest
+public struct TestImages: Sendable {
+    public var repository: String
+    public var host: String
+    public var amd64Manifest: Digest
+    public var arm64Manifest: Digest
+    public var index: Digest
+    public var amd64Config: Digest
+    public var arm64Config: Digest
 
-    func reference(_ tagOrDigest: String) -> ImageReference {
+    public func reference(_ tagOrDigest: String) -> ImageReference {
         let separator = tagOrDigest.hasPrefix("sha256:") ? "@" : ":"
         return ImageReference.parse("\(host)/\(repository)\(separator)\(tagOrDigest)")!
     }
 }
 
 extension JSONEncoder {
-    static var sorted: JSONEncoder {
+    public static var sorted: JSONEncoder {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         return encoder
@@ -144,7 +165,7 @@ extension JSONEncoder {
 }
 
 /// A client for `registry` with its TLS settings (`insecure` for plain HTTP).
-func client(for registry: LocalRegistry, insecure: Bool? = nil, caFile: String? = nil, caData: Data? = nil) -> RegistryClient {
+public func client(for registry: LocalRegistry, insecure: Bool? = nil, caFile: String? = nil, caData: Data? = nil) -> RegistryClient {
     let plain = registry.url.scheme == "http"
     let options = RegistryOptions(insecure: insecure ?? plain, caFile: caFile, caData: caData)
     return RegistryClient(configuration: .init(registries: [registry.host: options]))
