@@ -213,7 +213,7 @@ actor CRDInstallation {
         guard !installed.contains(ObjectIdentifier(controlPlane)) else { return }
         let crds = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .deletingLastPathComponent().appendingPathComponent("crds").path
-        try await controlPlane.kubectl(["apply", "-f", crds])
+        try await controlPlane.kubectl(["apply", "-k", crds])
         let client = try controlPlane.client()
         for resource in [ImageSpec.resourceType, Image.resourceType] {
             try await eventually("\(resource) is served") {

@@ -302,3 +302,22 @@ struct OperatorTests {
         }
     }
 }
+
+@Suite("Deployment manifests")
+struct DeploymentManifestTests {
+    @Test func kustomizationIsAcceptedByTheAPIServer() async throws {
+        let controlPlane = try await ControlPlane.shared()
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let namespace = "hub-\(UUID().uuidString.prefix(6).lowercased())"
+        // The base installs into `hub`; server-side dry run checks every object against the real API.
+        let rendered = try await controlPlane.kubectl(["kustomize", root.appendingPathComponent("deploy").path])
+        #expect(rendered.contains("kind: Deployment"))
+        try await controlPlane.kubectl(["create", "namespace", namespace])
+        let output = try await controlPlane.kubectl(
+            ["apply", "--dry-run=server", "-n", namespace, "-f", "-"],
+            input: rendered.replacingOccurrences(of: "namespace: hub", with: "namespace: \(namespace)"))
+        for kind in ["customresourcedefinition", "serviceaccount", "clusterrole", "clusterrolebinding", "configmap", "service", "deployment"] {
+            #expect(output.contains(kind), "\(kind) missing from: \(output)")
+        }
+    }
+}
