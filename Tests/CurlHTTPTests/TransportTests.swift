@@ -50,13 +50,13 @@ final class SilentServer: @unchecked Sendable {
         let task = Task {
             try await client.send(HTTPRequest(url: "http://127.0.0.1:\(server.port)/", timeout: nil))
         }
-        try await Task.sleep(for: .milliseconds(200))
+        for _ in 0..<250 where client.transfersInFlight == 0 { try await Task.sleep(for: .milliseconds(20)) }
         #expect(client.transfersInFlight == 1)
         task.cancel()
         let result = await task.result
         #expect(throws: TransportError.self) { try result.get() }
         // The engine thread removes the handle right after.
-        for _ in 0..<50 where client.transfersInFlight != 0 { try await Task.sleep(for: .milliseconds(20)) }
+        for _ in 0..<250 where client.transfersInFlight != 0 { try await Task.sleep(for: .milliseconds(20)) }
         #expect(client.transfersInFlight == 0)
     }
 

@@ -189,7 +189,16 @@ struct Pass {
 
     // MARK: - Cancel
 
-    mutating func cancel(_ job: Job?, jobName: String, hash: String) async throws -> ReconcileResult {
+    mutating func cancel(_ cached: Job?, jobName: String, hash: String) async throws -> ReconcileResult {
+        var job = cached
+        let unfinished = status.builds?.first { $0.jobName == jobName && !(BuildPhase(rawValue: $0.phase)?.isFinished ?? true) }
+        if job == nil, unfinished != nil {
+            // The cache may not show a Job just created: ask the API before saying nothing runs.
+            do {
+                let live = try await client.get(Job.self, name: jobName, namespace: namespace)
+                if live.metadata.controllerReference?.uid == imageSpec.metadata.uid { job = live }
+            } catch let error as APIError where error.isNotFound {}
+        }
         if let job, !job.isFinished {
             try await deleteJob(job)
             var record = latestRecord(jobName: jobName, hash: hash)
@@ -204,6 +213,12 @@ struct Pass {
         if let job, job.condition("Complete") != nil {
             // Nothing left to cancel: the build already succeeded.
             return try await follow(job, spec: nil, hash: hash, target: job.metadata.annotations?[BuildPlanner.targetImageAnnotation] ?? status.image)
+        }
+        if var record = unfinished {
+            record.phase = BuildPhase.cancelled.rawValue
+            record.completionTime = record.completionTime ?? now
+            record.reason = "Cancelled"
+            status.record(record, limit: config.historyLimit)
         }
         stall(.cancelled, reason: "Cancelled", message: "no build runs while spec.cancel is true", jobName: jobName)
         return .done
