@@ -16,7 +16,10 @@ struct OperatorFixture {
     static let registryPassword = "s3cret-push"
 
     let controlPlane: ControlPlane
+    /// The tests' own client (admin).
     let client: KubernetesClient
+    /// The client the operator runs with (admin unless a test narrows it).
+    var operatorClient: KubernetesClient?
     let namespace: String
     let registry: LocalRegistry
     let config: OperatorConfig
@@ -54,7 +57,7 @@ struct OperatorFixture {
         config.registry.insecure = true  // the test registry speaks plain HTTP
         config.builder.image = "gcr.io/kaniko-project/executor@sha256:" + String(repeating: "0", count: 64)
         configure(&config)
-        return OperatorFixture(controlPlane: controlPlane, client: client, namespace: namespace, registry: registry,
+        return OperatorFixture(controlPlane: controlPlane, client: client, operatorClient: nil, namespace: namespace, registry: registry,
                                config: config, notebookDigest: notebookDigest.description)
     }
 
@@ -66,10 +69,13 @@ struct OperatorFixture {
     }
 
     /// Runs the operator for this namespace while `body` runs, then stops it gracefully.
-    func withOperator<T: Sendable>(workers: Int = 2, _ body: @Sendable (ImageBuilderOperator) async throws -> T) async throws -> T {
+    func withOperator<T: Sendable>(workers: Int = 2, leaderElection: Bool = false,
+                                   _ body: @Sendable (ImageBuilderOperator) async throws -> T) async throws -> T {
+        let election = leaderElection ? LeaderElectionConfiguration(leaseName: "image-builder", namespace: namespace) : nil
         let imageBuilder = ImageBuilderOperator(
-            client: client, config: config,
-            options: .init(namespaces: [namespace], workers: workers, probePort: nil, stalledRetryInterval: .seconds(1)))
+            client: operatorClient ?? client, config: config,
+            options: .init(namespaces: [namespace], workers: workers, leaderElection: election, probePort: nil,
+                           stalledRetryInterval: .seconds(1)))
         return try await withThrowingTaskGroup(of: T?.self) { group in
             group.addTask {
                 try await imageBuilder.run(signals: [])
@@ -156,7 +162,8 @@ struct OperatorFixture {
         let owner = OwnerReference(apiVersion: "batch/v1", kind: "Job", name: job.metadata.name ?? "", uid: job.metadata.uid ?? "",
                                    controller: true, blockOwnerDeletion: true)
         var pod = Pod(metadata: ObjectMeta(name: "\(job.metadata.name ?? "")-pod\(Int.random(in: 1000...9999))", namespace: namespace,
-                                           labels: job.spec?.template.metadata?.labels, ownerReferences: [owner]),
+                                           labels: job.spec?.template.metadata?.labels,
+                                           annotations: job.spec?.template.metadata?.annotations, ownerReferences: [owner]),
                       spec: PodSpec(containers: [Container(name: "build", image: job.spec?.template.spec?.containers.first?.image)],
                                     restartPolicy: "Never"))
         pod = try await client.create(pod)
@@ -183,7 +190,8 @@ struct OperatorFixture {
                                    controller: true, blockOwnerDeletion: true)
         var pod = try await client.create(Pod(
             metadata: ObjectMeta(name: "\(job.metadata.name ?? "")-running", namespace: namespace,
-                                 labels: job.spec?.template.metadata?.labels, ownerReferences: [owner]),
+                                 labels: job.spec?.template.metadata?.labels,
+                                           annotations: job.spec?.template.metadata?.annotations, ownerReferences: [owner]),
             spec: PodSpec(containers: [Container(name: "build", image: "kaniko")], restartPolicy: "Never")))
         pod.status = PodStatus(phase: "Running", containerStatuses: [
             ContainerStatus(name: "build", ready: true, state: ContainerState(running: ContainerStateRunning(startedAt: Date()))),
@@ -205,12 +213,20 @@ struct OperatorFixture {
     }
 }
 
-/// Applies the project's `crds/` to a control plane once and waits until they are served.
+/// Applies the project's `crds/` to a control plane once and waits until they are served;
+/// concurrent callers share the one installation.
 actor CRDInstallation {
-    private var installed: Set<ObjectIdentifier> = []
+    private var installations: [ObjectIdentifier: Task<Void, any Error>] = [:]
 
     func install(on controlPlane: ControlPlane) async throws {
-        guard !installed.contains(ObjectIdentifier(controlPlane)) else { return }
+        let id = ObjectIdentifier(controlPlane)
+        if let running = installations[id] { return try await running.value }
+        let task = Task { try await Self.apply(to: controlPlane) }
+        installations[id] = task
+        try await task.value
+    }
+
+    private static func apply(to controlPlane: ControlPlane) async throws {
         let crds = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .deletingLastPathComponent().appendingPathComponent("crds").path
         try await controlPlane.kubectl(["apply", "-k", crds])
@@ -225,7 +241,6 @@ actor CRDInstallation {
                 }
             }
         }
-        installed.insert(ObjectIdentifier(controlPlane))
     }
 }
 

@@ -261,6 +261,32 @@ struct OperatorTests {
         }
     }
 
+    @Test func movedBaseTagRebuildsWhenTheImageSpecOptsIn() async throws {
+        let world = try await OperatorFixture.make("basechange") { $0.baseImages.checkIntervalSeconds = 1 }
+        defer { Task { await world.stop() } }
+        try await world.withOperator { _ in
+            var spec = world.imageSpec("follows-base")
+            spec.metadata.annotations = [OperatorConfig.BaseImagePolicy.annotation: "true"]
+            _ = try await world.create(spec)
+            let job = try await world.waitForBuild("follows-base")
+            try await world.finish(job, exitCode: 0, message: "sha256:" + String(repeating: "8", count: 64))
+            let ready = try await world.waitFor("follows-base", "ready") { $0.isTrue(Condition.ready) }
+            #expect(ready.status?.baseImageDigest == world.notebookDigest)
+
+            // The base tag moves to a new image: the operator notices and builds again from it.
+            let moved = try await ImagePusher(registry: world.registry).pushImage(
+                "base/notebook", tag: "latest", user: "jovyan", env: ["CONDA_DIR=/opt/conda", "NB_USER=jovyan"])
+            _ = try await world.waitForEvent(about: "follows-base", reason: "BaseImageChanged")
+            var rebuilt: Job?
+            try await eventually("a new build from the moved base") {
+                rebuilt = try await world.job(job.metadata.name ?? "")
+                return rebuilt != nil && rebuilt?.metadata.uid != job.metadata.uid
+            }
+            #expect(rebuilt?.metadata.annotations?[ImageSpecReconciler.baseDigestAnnotation] == moved.description)
+            try await world.waitFor("follows-base", "the new base digest recorded") { $0.status?.baseImageDigest == moved.description }
+        }
+    }
+
     @Test func restartedOperatorPicksUpWhereTheLastOneStopped() async throws {
         let world = try await OperatorFixture.make("restart")
         defer { Task { await world.stop() } }
@@ -280,24 +306,26 @@ struct OperatorTests {
     }
 
     @Test func stuckBuildPodIsGivenUpWithTheReason() async throws {
-        let world = try await OperatorFixture.make("stuck") { $0.builder.pendingTimeoutSeconds = 2 }
+        // A reason that cannot heal gives up at once; waits that might heal (ImagePullBackOff) are
+        // given up after builder.pendingTimeout (unit-tested with a clock in BuildAssessmentTests).
+        let world = try await OperatorFixture.make("stuck")
         defer { Task { await world.stop() } }
         try await world.withOperator { _ in
             _ = try await world.create(world.imageSpec("stuck"))
             let job = try await world.waitForBuild("stuck")
-            // The kubelet cannot pull the builder image.
+            // The kubelet cannot even parse the builder image's name.
             let owner = OwnerReference(apiVersion: "batch/v1", kind: "Job", name: job.metadata.name ?? "", uid: job.metadata.uid ?? "",
                                        controller: true, blockOwnerDeletion: true)
             var pod = try await world.client.create(Pod(
                 metadata: ObjectMeta(name: "stuck-pod", namespace: world.namespace, labels: job.spec?.template.metadata?.labels,
-                                     ownerReferences: [owner]),
+                                     annotations: job.spec?.template.metadata?.annotations, ownerReferences: [owner]),
                 spec: PodSpec(containers: [Container(name: "build", image: "registry.invalid/kaniko:v1")], restartPolicy: "Never")))
             pod.status = PodStatus(phase: "Pending", containerStatuses: [ContainerStatus(name: "build", state: ContainerState(
-                waiting: ContainerStateWaiting(reason: "ImagePullBackOff", message: "Back-off pulling image \"registry.invalid/kaniko:v1\"")))])
+                waiting: ContainerStateWaiting(reason: "InvalidImageName", message: "Failed to apply default image tag \"registry.invalid/kaniko:v1\"")))])
             _ = try await world.client.updateStatus(pod)
             let stuck = try await world.waitFor("stuck", "given up") { $0.isTrue(Condition.stalled) }
             #expect(stuck.condition(Condition.stalled)?.reason == "BuilderImagePullFailed")
-            #expect(stuck.condition(Condition.stalled)?.message?.contains("ImagePullBackOff") == true)
+            #expect(stuck.condition(Condition.stalled)?.message?.contains("InvalidImageName") == true)
             try await eventually("the stuck Job is deleted") { try await world.job(job.metadata.name ?? "") == nil }
         }
     }
@@ -319,5 +347,51 @@ struct DeploymentManifestTests {
         for kind in ["customresourcedefinition", "serviceaccount", "clusterrole", "clusterrolebinding", "configmap", "service", "deployment"] {
             #expect(output.contains(kind), "\(kind) missing from: \(output)")
         }
+    }
+}
+
+@Suite("The operator with only the RBAC it is deployed with")
+struct OperatorRBACTests {
+    /// A client for a ServiceAccount bound to `deploy/rbac.yaml`'s ClusterRole, with a token from
+    /// the TokenRequest API (no controller manager needed).
+    static func serviceAccountClient(_ world: OperatorFixture) async throws -> KubernetesClient {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let rbac = try String(contentsOfFile: root.appendingPathComponent("deploy/rbac.yaml").path, encoding: .utf8)
+            .replacingOccurrences(of: "namespace: hub", with: "namespace: \(world.namespace)")
+            .replacingOccurrences(of: "kind: ClusterRoleBinding\nmetadata:\n  name: image-builder",
+                                  with: "kind: ClusterRoleBinding\nmetadata:\n  name: image-builder-\(world.namespace)")
+        try await world.controlPlane.kubectl(["apply", "-f", "-"], input: rbac)
+        try await world.controlPlane.kubectl(["create", "serviceaccount", "image-builder", "-n", world.namespace])
+        let request = KubernetesClient.Request(
+            method: "POST", path: "/api/v1/namespaces/\(world.namespace)/serviceaccounts/image-builder/token",
+            body: Data(#"{"apiVersion":"authentication.k8s.io/v1","kind":"TokenRequest","spec":{"expirationSeconds":3600}}"#.utf8),
+            contentType: "application/json")
+        let response = try await world.client.send(request)
+        let token = try #require(try JSONDecoder().decode(JSONValue.self, from: response.body).value(at: "status", "token")?.stringValue)
+        return KubernetesClient(configuration: ClientConfiguration(
+            server: world.controlPlane.serverURL.absoluteString, tls: TLSOptions(caFile: world.controlPlane.caFile),
+            authentication: .bearerToken(token), namespace: world.namespace))
+    }
+
+    @Test func buildsAndPublishesWithLeaderElection() async throws {
+        let admin = try await OperatorFixture.make("rbac")
+        defer { Task { await admin.stop() } }
+        var narrowed = admin
+        narrowed.operatorClient = try await Self.serviceAccountClient(admin)
+        let world = narrowed
+        try await world.withOperator(leaderElection: true) { imageBuilder in
+            _ = try await world.create(world.imageSpec("least-privilege", publish: Publish(displayName: "Least privilege")))
+            let job = try await world.waitForBuild("least-privilege")
+            try await world.finish(job, exitCode: 0, message: "sha256:" + String(repeating: "7", count: 64))
+            try await world.waitFor("least-privilege", "ready") { $0.isTrue(Condition.ready) }
+            try await eventually("the Image is published") {
+                (try? await world.client.get(Image.self, name: "least-privilege", namespace: world.namespace))?.spec.url != nil
+            }
+            _ = try await world.waitForEvent(about: "least-privilege", reason: "BuildSucceeded")
+            #expect(imageBuilder.leaderElector?.isLeader == true)
+        }
+        // A clean stop released the lease.
+        let lease = try await world.client.get(Lease.self, name: "image-builder", namespace: world.namespace)
+        #expect(lease.spec?.holderIdentity == nil || lease.spec?.holderIdentity == "")
     }
 }

@@ -140,7 +140,9 @@ public enum BuildPlanner {
         podSpec.affinity = builder.affinity
         podSpec.priorityClassName = builder.priorityClassName
 
-        let template = PodTemplateSpec(metadata: ObjectMeta(labels: labels(name: name), annotations: [hashAnnotation: hash]), spec: podSpec)
+        let template = PodTemplateSpec(
+            metadata: ObjectMeta(labels: labels(name: name), annotations: [hashAnnotation: hash, imageSpecAnnotation: name]),
+            spec: podSpec)
         let job = Job(metadata: metadata, spec: JobSpec(
             template: template, backoffLimit: builder.backoffLimit, activeDeadlineSeconds: builder.timeoutSeconds))
 

@@ -77,10 +77,14 @@ public struct ImageBuilderOperator: Sendable {
                                     leaderElector: elector, eventRecorder: events, logger: logger)
         for watcher in specWatchers { controller.watch(watcher) }
         for watcher in jobWatchers { controller.owns(watcher, owner: ImageSpec.resourceType) }
-        // A Pod's controller is its Job, whose controller is the ImageSpec.
+        // A build Pod names its ImageSpec in an annotation (from the Job's pod template); Pods of
+        // older builds are traced through their Job, whose controller is the ImageSpec.
         let jobs = reconciler.jobs
         for watcher in podWatchers {
             controller.watches(watcher) { pod in
+                if let name = pod.metadata.annotations?[BuildPlanner.imageSpecAnnotation] {
+                    return [ObjectKey(namespace: pod.metadata.namespace, name: name)]
+                }
                 guard let owner = pod.metadata.controllerReference, owner.kind == "Job",
                       let job = jobs.get(name: owner.name, namespace: pod.metadata.namespace),
                       let key = OwnerMapping.controllerOwnerKey(of: job.metadata, owner: ImageSpec.resourceType)

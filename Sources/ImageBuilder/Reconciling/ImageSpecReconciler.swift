@@ -64,7 +64,14 @@ public struct ImageSpecReconciler: Reconciler {
         logger[metadataKey: "imagespec"] = "\(key)"
         var pass = Pass(reconciler: self, imageSpec: imageSpec, now: clock(), logger: logger)
         let result = try await pass.run()
-        try await pass.writeStatus()
+        do {
+            try await pass.writeStatus()
+        } catch let error as APIError where error.isConflict {
+            // The cache was behind: this pass worked from an older ImageSpec. Its actions stand
+            // (they are idempotent); the status is computed again from the newer one.
+            logger.debug("status write conflicted; reconciling again", metadata: ["error": "\(error)"])
+            return .requeue(after: .milliseconds(100))
+        }
         return result
     }
 
@@ -227,6 +234,12 @@ struct Pass {
     // MARK: - Starting a build
 
     mutating func startBuild(_ spec: ValidImageSpec, hash: String, jobName: String, target: String) async throws -> ReconcileResult {
+        // Starting a build is the one step a stale cache must not cause (it may not show this
+        // operator's own last status write yet): confirm the ImageSpec is current first.
+        let live = try await client.get(ImageSpec.self, name: imageSpec.metadata.name ?? "", namespace: namespace)
+        guard live.metadata.resourceVersion == imageSpec.metadata.resourceVersion else {
+            return .requeue(after: .milliseconds(100))
+        }
         // Secrets.
         let pullSecret: Secret?
         let pushSecret: Secret?
@@ -361,6 +374,12 @@ struct Pass {
             job: job, pod: reconciler.newestPod(of: job), now: now,
             pendingTimeout: TimeInterval(config.builder.pendingTimeoutSeconds))
         var record = latestRecord(jobName: jobName, hash: hash)
+        if BuildPhase(rawValue: record.phase)?.isFinished == true, !job.isFinished,
+           let created = job.metadata.creationTimestamp, created > (record.completionTime ?? record.startTime ?? .distantPast)
+        {
+            // A Job newer than the recorded (finished) build of that name: a new run.
+            record = BuildRecord(jobName: jobName, hash: hash, phase: BuildPhase.pending.rawValue, startTime: created)
+        }
         record.startTime = record.startTime ?? job.metadata.creationTimestamp
         record.image = target
         switch assessment {
@@ -592,15 +611,22 @@ struct Pass {
         }
     }
 
-    /// Writes the status when it changed (a merge patch of `/status`), then records the events.
+    /// Records the events, then writes the status when it changed: a merge patch of `/status`
+    /// conditional on the resourceVersion it was computed from, so a pass that worked from a stale
+    /// cache cannot overwrite newer status (409 Conflict instead).
     mutating func writeStatus() async throws {
+        recordEvents()
         let old = imageSpec.status ?? ImageSpecStatus()
-        // Only the conditions' content counts as change; their timestamps follow it.
-        if status != old {
-            let patch: JSONValue = ["status": try JSONValue(encoding: status)]
-            _ = try await client.patchStatus(ImageSpec.self, name: imageSpec.metadata.name ?? "", namespace: namespace,
-                                             patch: .merge(patch))
+        guard status != old else { return }
+        var patch: JSONValue = ["status": try JSONValue(encoding: status)]
+        if let resourceVersion = imageSpec.metadata.resourceVersion {
+            patch["metadata"] = ["resourceVersion": .string(resourceVersion)]
         }
+        _ = try await client.patchStatus(ImageSpec.self, name: imageSpec.metadata.name ?? "", namespace: namespace,
+                                         patch: .merge(patch))
+    }
+
+    private mutating func recordEvents() {
         let events = pendingEvents
         pendingEvents = []
         for (type, reason, message) in events {
