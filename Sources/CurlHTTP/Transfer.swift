@@ -85,8 +85,12 @@ final class Transfer: @unchecked Sendable {
         set(ccurl_easy_setopt_pointer(handle, CURLOPT_WRITEDATA, context))
         set(ccurl_easy_setopt_callback(handle, CURLOPT_HEADERFUNCTION, transferHeaderCallback))
         set(ccurl_easy_setopt_pointer(handle, CURLOPT_HEADERDATA, context))
-        set(ccurl_easy_setopt_long(handle, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_2TLS))
-        set(ccurl_easy_setopt_long(handle, CURLOPT_PIPEWAIT, 1))
+        if engine.http2 {
+            set(ccurl_easy_setopt_long(handle, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_2TLS))
+            set(ccurl_easy_setopt_long(handle, CURLOPT_PIPEWAIT, 1))
+        } else {
+            set(ccurl_easy_setopt_long(handle, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_1_1))
+        }
         set(ccurl_easy_setopt_long(handle, CURLOPT_TCP_KEEPALIVE, 1))
         set(ccurl_easy_setopt_long(handle, CURLOPT_TCP_KEEPIDLE, 30))
         set(ccurl_easy_setopt_long(handle, CURLOPT_TCP_KEEPINTVL, 15))
