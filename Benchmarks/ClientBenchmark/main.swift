@@ -240,11 +240,11 @@ struct Benchmark {
             let rates = all.map(\.rate)
             let spread = all.count > 1
                 ? String(format: "%6.0f–%-6.0f", rates.min() ?? 0, rates.max() ?? 0) : String(repeating: " ", count: 13)
-            say("  \(label.padding(toLength: 56, withPad: " ", startingAt: 0))"
+            say("  \(label.padding(toLength: 62, withPad: " ", startingAt: 0))"
                   + String(format: "%6d %7.2f s %7.0f/s  %@ %7.2f s", median.count, median.time, median.rate, spread, median.cpu))
         }
         say("\nResults, median of \(options.runs) run(s) (\(n) ConfigMaps; the rate range is over the runs):")
-        say("  \("".padding(toLength: 56, withPad: " ", startingAt: 0))  count    time      rate     range (/s)   client CPU")
+        say("  \("".padding(toLength: 62, withPad: " ", startingAt: 0))  count    time      rate     range (/s)   client CPU")
         for label in results.rows { row(label) }
 
         let ours = results.median(createRow)!, sequential = results.median(Row.createSequential)!
@@ -284,7 +284,7 @@ struct Benchmark {
     /// One kubectl process per object; `validate: false` skips the OpenAPI schema download that
     /// kubectl makes before creating from a file (the cheapest kubectl can be).
     func kubectlCreateRow(validate: Bool) -> String {
-        "kubectl create -f\(validate ? "" : " --validate=false"), a process per object"
+        (validate ? "kubectl create -f, a process per object" : "kubectl create -f --validate=false, same")
             + (options.kubectlCreateSample < options.objects ? " (\(options.kubectlCreateSample) sampled)" : "")
     }
 
