@@ -5,8 +5,8 @@ import Synchronization
 
 /// Drives every transfer of a client on one dedicated thread through a curl multi handle.
 ///
-/// Connections are kept in the multi handle's pool and reused; HTTP/2 connections carry many
-/// transfers at once. Nothing here blocks Swift's cooperative thread pool: callers submit
+/// Connections are kept in the multi handle's pool and reused; with `http2`, one HTTP/2
+/// connection carries many transfers at once. Nothing here blocks Swift's cooperative thread pool: callers submit
 /// commands and await continuations that the engine thread resumes.
 final class CurlEngine: @unchecked Sendable {
     enum Command {
@@ -20,16 +20,28 @@ final class CurlEngine: @unchecked Sendable {
     /// Transfers in the multi handle, by easy handle. Engine thread only.
     private var active: [UnsafeMutableRawPointer: Transfer] = [:]
     private let activeCount = Atomic<Int>(0)
+    /// New connections curl opened (the sum of every finished transfer's CURLINFO_NUM_CONNECTS).
+    private let connectionCount = Atomic<Int>(0)
+    private let transferCount = Atomic<Int>(0)
 
     private static let globalInit: Void = {
         curl_global_init(Int(CURL_GLOBAL_DEFAULT))
     }()
 
-    init(maxConnectionsPerHost: Int = 0) {
+    /// Ask for HTTP/2 (over TLS) and multiplex transfers on one connection; otherwise HTTP/1.1.
+    let http2: Bool
+
+    /// Idle connections kept for reuse. curl's default (4 × the transfers in the multi handle)
+    /// shrinks whenever few transfers run, and HTTP/1.1 connections are then closed and opened again.
+    static let maxCachedConnections = 64
+
+    init(maxConnectionsPerHost: Int = 0, http2: Bool = false) {
         _ = Self.globalInit
         guard let multi = curl_multi_init() else { fatalError("curl_multi_init failed") }
         self.multi = multi
-        ccurl_multi_setopt_long(multi, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX)
+        self.http2 = http2
+        ccurl_multi_setopt_long(multi, CURLMOPT_PIPELINING, http2 ? CURLPIPE_MULTIPLEX : CURLPIPE_NOTHING)
+        ccurl_multi_setopt_long(multi, CURLMOPT_MAXCONNECTS, max(Self.maxCachedConnections, maxConnectionsPerHost))
         if maxConnectionsPerHost > 0 {
             ccurl_multi_setopt_long(multi, CURLMOPT_MAX_HOST_CONNECTIONS, maxConnectionsPerHost)
         }
@@ -40,6 +52,12 @@ final class CurlEngine: @unchecked Sendable {
 
     /// Transfers currently in flight.
     var transfersInFlight: Int { activeCount.load(ordering: .relaxed) }
+
+    /// Connections opened so far; with reuse this grows far slower than the number of requests.
+    var connectionsOpened: Int { connectionCount.load(ordering: .relaxed) }
+
+    /// Transfers started so far.
+    var transfersStarted: Int { transferCount.load(ordering: .relaxed) }
 
     func submit(_ command: Command) {
         commands.withLock { $0.append(command) }
@@ -97,6 +115,7 @@ final class CurlEngine: @unchecked Sendable {
             }
             active[easy] = transfer
             activeCount.wrappingAdd(1, ordering: .relaxed)
+            transferCount.wrappingAdd(1, ordering: .relaxed)
         case .resume(let transfer):
             if let easy = transfer.easy, active[easy] != nil {
                 curl_easy_pause(easy, CURLPAUSE_CONT)
@@ -111,6 +130,10 @@ final class CurlEngine: @unchecked Sendable {
 
     private func remove(_ transfer: Transfer) {
         guard let easy = transfer.easy else { return }
+        var connects = 0
+        if ccurl_easy_getinfo_long(easy, CURLINFO_NUM_CONNECTS, &connects) == CURLE_OK, connects > 0 {
+            connectionCount.wrappingAdd(connects, ordering: .relaxed)
+        }
         curl_multi_remove_handle(multi, easy)
         active[easy] = nil
         activeCount.wrappingSubtract(1, ordering: .relaxed)

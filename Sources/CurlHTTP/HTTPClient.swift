@@ -2,20 +2,43 @@ import Foundation
 
 /// An HTTP client on libcurl: every request of one client shares a connection pool driven by one
 /// dedicated thread. Cheap to share; create one per process (or use `shared`).
+///
+/// HTTP/1.1 by default: each transfer in flight has a connection of its own, and idle ones are
+/// reused. HTTP/2 (one multiplexed connection) is available with `http2: true`, but libcurl 7.88
+/// (Debian 12) stalls multiplexed transfers: when a stream's data is read off the connection by
+/// another transfer and overflows the stream's 16 KiB buffer, curl pauses nghttp2 in the middle
+/// of that frame and, once the stream has drained, does not resume it until more bytes arrive
+/// on the connection. A response whose last frame is caught so (a list with an idle watch on the
+/// same connection) hangs until its timeout. Over HTTP/1.1 a transfer only ever reads its own
+/// socket, and a paused watch only stops reading its own.
 public final class HTTPClient: Sendable {
     /// The process-wide client.
     public static let shared = HTTPClient()
 
     private let engine: CurlEngine
 
-    /// - Parameter maxConnectionsPerHost: a cap on connections per host (0: no cap). With HTTP/2
-    ///   one connection carries every request, so the cap matters for HTTP/1.1 servers only.
-    public init(maxConnectionsPerHost: Int = 0) {
-        engine = CurlEngine(maxConnectionsPerHost: maxConnectionsPerHost)
+    /// - Parameters:
+    ///   - maxConnectionsPerHost: a cap on connections per host (0: no cap); transfers beyond it
+    ///     wait for a free connection. Over HTTP/1.1 every transfer in flight, open watches
+    ///     included, holds a connection.
+    ///   - http2: ask for HTTP/2 and multiplex every transfer to a host on one connection (see
+    ///     above for why this is not the default with libcurl 7.88).
+    public init(maxConnectionsPerHost: Int = 0, http2: Bool = false) {
+        engine = CurlEngine(maxConnectionsPerHost: maxConnectionsPerHost, http2: http2)
     }
+
+    /// True when this client asks for HTTP/2.
+    public var prefersHTTP2: Bool { engine.http2 }
 
     /// Transfers currently in flight (requests and open streams).
     public var transfersInFlight: Int { engine.transfersInFlight }
+
+    /// TCP connections opened so far by this client (connection reuse keeps this small: with
+    /// HTTP/2, one per server and set of TLS settings).
+    public var connectionsOpened: Int { engine.connectionsOpened }
+
+    /// Requests (and streams) started so far by this client.
+    public var transfersStarted: Int { engine.transfersStarted }
 
     /// Sends a request and returns the whole response. Any HTTP status is a response; only
     /// transport failures throw (`TransportError`), and cancellation of the calling task.

@@ -22,17 +22,38 @@ public struct HTTPHeaders: Sendable, Equatable, Sequence, ExpressibleByDictionar
     }
 
     public mutating func remove(_ name: String) {
-        entries.removeAll { $0.name.caseInsensitiveCompare(name) == .orderedSame }
+        entries.removeAll { Self.namesMatch($0.name, name) }
     }
 
     /// The first value of a field, if present.
     public subscript(name: String) -> String? {
-        entries.first { $0.name.caseInsensitiveCompare(name) == .orderedSame }?.value
+        entries.first { Self.namesMatch($0.name, name) }?.value
     }
 
     /// Every value of a field, in order.
     public func values(for name: String) -> [String] {
-        entries.filter { $0.name.caseInsensitiveCompare(name) == .orderedSame }.map(\.value)
+        entries.filter { Self.namesMatch($0.name, name) }.map(\.value)
+    }
+
+    /// Case-insensitive name comparison: byte by byte for ASCII names (all real ones), Foundation's
+    /// comparison otherwise.
+    static func namesMatch(_ a: String, _ b: String) -> Bool {
+        var left = a.utf8.makeIterator(), right = b.utf8.makeIterator()
+        while true {
+            switch (left.next(), right.next()) {
+            case (nil, nil):
+                return true
+            case (var x?, var y?):
+                if x >= 0x80 || y >= 0x80 { return a.caseInsensitiveCompare(b) == .orderedSame }
+                if x >= 0x41 && x <= 0x5A { x += 0x20 }
+                if y >= 0x41 && y <= 0x5A { y += 0x20 }
+                if x != y { return false }
+            default:
+                // Different lengths: equal only if folding non-ASCII characters could change that.
+                return !a.utf8.allSatisfy({ $0 < 0x80 }) || !b.utf8.allSatisfy({ $0 < 0x80 })
+                    ? a.caseInsensitiveCompare(b) == .orderedSame : false
+            }
+        }
     }
 
     public func makeIterator() -> IndexingIterator<[(name: String, value: String)]> {

@@ -20,6 +20,8 @@ final class Transfer: @unchecked Sendable {
         var status = 0
         var httpVersion = "1.1"
         var headers = HTTPHeaders()
+        /// The first Content-Length of the current header block.
+        var contentLength: Int?
         var headComplete = false
         var body = Data()
         /// Streaming: chunks not yet taken by the consumer.
@@ -85,8 +87,12 @@ final class Transfer: @unchecked Sendable {
         set(ccurl_easy_setopt_pointer(handle, CURLOPT_WRITEDATA, context))
         set(ccurl_easy_setopt_callback(handle, CURLOPT_HEADERFUNCTION, transferHeaderCallback))
         set(ccurl_easy_setopt_pointer(handle, CURLOPT_HEADERDATA, context))
-        set(ccurl_easy_setopt_long(handle, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_2TLS))
-        set(ccurl_easy_setopt_long(handle, CURLOPT_PIPEWAIT, 1))
+        if engine.http2 {
+            set(ccurl_easy_setopt_long(handle, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_2TLS))
+            set(ccurl_easy_setopt_long(handle, CURLOPT_PIPEWAIT, 1))
+        } else {
+            set(ccurl_easy_setopt_long(handle, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_1_1))
+        }
         set(ccurl_easy_setopt_long(handle, CURLOPT_TCP_KEEPALIVE, 1))
         set(ccurl_easy_setopt_long(handle, CURLOPT_TCP_KEEPIDLE, 30))
         set(ccurl_easy_setopt_long(handle, CURLOPT_TCP_KEEPINTVL, 15))
@@ -202,30 +208,30 @@ final class Transfer: @unchecked Sendable {
     }
 
     /// One header line from curl (status lines and the blank line that ends a header block included).
+    /// Parsed as bytes: only the field's name and value become Strings.
     func receiveHeader(_ bytes: UnsafeRawBufferPointer) {
-        let line = String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        let line = HeaderLine(bytes)
         var headWaiter: CheckedContinuation<Void, any Error>?
         state.withLock { state in
-            if line.hasPrefix("HTTP/") {
+            if let (version, status) = line.statusLine() {
                 // A new header block (after a 100 Continue, the final one).
-                let parts = line.split(separator: " ", maxSplits: 2)
-                state.httpVersion = parts.first.map { String($0.dropFirst(5)) } ?? "1.1"
-                state.status = parts.count > 1 ? Int(parts[1]) ?? 0 : 0
+                state.httpVersion = version
+                state.status = status
                 state.headers = HTTPHeaders()
+                state.contentLength = nil
             } else if line.isEmpty {
                 if state.status >= 200 && !state.headComplete {
                     state.headComplete = true
-                    if case .buffered = mode, let length = state.headers["Content-Length"].flatMap(Int.init),
-                       length > 0, length < 256 << 20
-                    {
+                    if case .buffered = mode, let length = state.contentLength, length > 0, length < 256 << 20 {
                         state.body.reserveCapacity(length)
                     }
                     headWaiter = state.headWaiter
                     state.headWaiter = nil
                 }
-            } else if let colon = line.firstIndex(of: ":") {
-                let name = String(line[..<colon])
-                let value = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+            } else if let (name, value) = line.field() {
+                if state.contentLength == nil, HeaderLine.equalsIgnoringASCIICase(name, "content-length") {
+                    state.contentLength = Int(value)
+                }
                 state.headers.add(name, value)
             }
         }
@@ -362,6 +368,64 @@ final class Transfer: @unchecked Sendable {
         } onCancel: {
             cancel()
         }
+    }
+}
+
+/// One header line as curl delivers it, without its surrounding whitespace (CR LF included).
+struct HeaderLine {
+    let bytes: UnsafeRawBufferPointer
+
+    init(_ raw: UnsafeRawBufferPointer) {
+        var start = 0, end = raw.count
+        while start < end, Self.isSpace(raw[start]) { start += 1 }
+        while end > start, Self.isSpace(raw[end - 1]) { end -= 1 }
+        bytes = UnsafeRawBufferPointer(rebasing: raw[start..<end])
+    }
+
+    static func isSpace(_ byte: UInt8) -> Bool {
+        byte == 0x20 || byte == 0x09 || byte == 0x0D || byte == 0x0A || byte == 0x0B || byte == 0x0C
+    }
+
+    var isEmpty: Bool { bytes.isEmpty }
+
+    /// `HTTP/1.1 200 OK` → ("1.1", 200); nil for any other line.
+    func statusLine() -> (version: String, status: Int)? {
+        guard bytes.count >= 5, bytes[0] == 0x48, bytes[1] == 0x54, bytes[2] == 0x54, bytes[3] == 0x50, bytes[4] == 0x2F
+        else { return nil }
+        var index = 5
+        while index < bytes.count, bytes[index] != 0x20 { index += 1 }
+        let version = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[5..<index]), as: UTF8.self)
+        while index < bytes.count, bytes[index] == 0x20 { index += 1 }
+        var status = 0, digits = 0
+        while index < bytes.count, bytes[index] != 0x20 {
+            let digit = bytes[index] &- 0x30
+            guard digit <= 9 else { status = 0; break }
+            status = status * 10 + Int(digit)
+            digits += 1
+            index += 1
+        }
+        return (version, digits > 0 ? status : 0)
+    }
+
+    /// `Name: value` → ("Name", "value"); nil without a colon.
+    func field() -> (name: String, value: String)? {
+        guard let colon = bytes.firstIndex(of: 0x3A) else { return nil }
+        var start = colon + 1
+        while start < bytes.count, bytes[start] == 0x20 || bytes[start] == 0x09 { start += 1 }
+        return (String(decoding: UnsafeRawBufferPointer(rebasing: bytes[..<colon]), as: UTF8.self),
+                String(decoding: UnsafeRawBufferPointer(rebasing: bytes[start...]), as: UTF8.self))
+    }
+
+    /// ASCII case-insensitive equality (`lowercase` must be lower case ASCII).
+    static func equalsIgnoringASCIICase(_ text: String, _ lowercase: StaticString) -> Bool {
+        var utf8 = text.utf8.makeIterator()
+        let expected = UnsafeBufferPointer(start: lowercase.utf8Start, count: lowercase.utf8CodeUnitCount)
+        for byte in expected {
+            guard var actual = utf8.next() else { return false }
+            if actual >= 0x41 && actual <= 0x5A { actual += 0x20 }
+            if actual != byte { return false }
+        }
+        return utf8.next() == nil
     }
 }
 

@@ -12,22 +12,54 @@ public enum JSONValue: Sendable, Hashable, Codable {
     case object([String: JSONValue])
 
     public init(from decoder: any Decoder) throws {
-        let container = try decoder.singleValueContainer()
-        if container.decodeNil() {
+        // Every failed attempt costs a thrown DecodingError (with its coding path), so the
+        // likeliest kinds come first: Kubernetes objects are mostly objects (managedFields'
+        // `fieldsV1` is nothing else), then strings. A YAML scalar decodes as a String whatever
+        // it holds, so strings come first only where scalars are typed (JSON, see
+        // `CodingUserInfoKey.typedScalars`); otherwise after Bool, Int64 and Double, as always.
+        let single = try decoder.singleValueContainer()
+        if single.decodeNil() {
             self = .null
-        } else if let value = try? container.decode(Bool.self) {
-            self = .bool(value)
-        } else if let value = try? container.decode(Int64.self) {
-            self = .int(value)
-        } else if let value = try? container.decode(Double.self) {
-            self = .double(value)
-        } else if let value = try? container.decode(String.self) {
-            self = .string(value)
-        } else if let value = try? container.decode([JSONValue].self) {
-            self = .array(value)
-        } else {
-            self = .object(try container.decode([String: JSONValue].self))
+            return
         }
+        if let object = try? decoder.container(keyedBy: MemberKey.self) {
+            let keys = object.allKeys
+            var members = [String: JSONValue](minimumCapacity: keys.count)
+            for key in keys {
+                members[key.stringValue] = try object.decode(JSONValue.self, forKey: key)
+            }
+            self = .object(members)
+            return
+        }
+        let typedScalars = decoder.userInfo[.typedScalars] as? Bool == true
+        if typedScalars, let value = try? single.decode(String.self) {
+            self = .string(value)
+        } else if var array = try? decoder.unkeyedContainer() {
+            var elements: [JSONValue] = []
+            if let count = array.count { elements.reserveCapacity(count) }
+            while !array.isAtEnd {
+                elements.append(try array.decode(JSONValue.self))
+            }
+            self = .array(elements)
+        } else if let value = try? single.decode(Bool.self) {
+            self = .bool(value)
+        } else if let value = try? single.decode(Int64.self) {
+            self = .int(value)
+        } else if typedScalars {
+            self = .double(try single.decode(Double.self))
+        } else if let value = try? single.decode(Double.self) {
+            self = .double(value)
+        } else {
+            self = .string(try single.decode(String.self))
+        }
+    }
+
+    /// Any member name of a JSON object.
+    private struct MemberKey: CodingKey {
+        let stringValue: String
+        var intValue: Int? { nil }
+        init(stringValue: String) { self.stringValue = stringValue }
+        init?(intValue: Int) { return nil }
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -163,6 +195,12 @@ extension JSONValue: ExpressibleByStringLiteral, ExpressibleByBooleanLiteral, Ex
     }
 }
 
+extension CodingUserInfoKey {
+    /// Set (to `true`) by decoders whose scalars carry their type, as JSON's do: `JSONValue`
+    /// then tries String before the numbers, which saves failed attempts.
+    public static let typedScalars = CodingUserInfoKey(rawValue: "io.image-builder.typedScalars")!
+}
+
 /// The JSON coders used for the Kubernetes API: RFC 3339 timestamps, sorted keys (reproducible
 /// output), no escaped slashes.
 public enum KubeJSON {
@@ -178,6 +216,7 @@ public enum KubeJSON {
 
     public static var decoder: JSONDecoder {
         let decoder = JSONDecoder()
+        decoder.userInfo[.typedScalars] = true
         decoder.dateDecodingStrategy = .custom { decoder in
             let container = try decoder.singleValueContainer()
             let text = try container.decode(String.self)

@@ -5,7 +5,7 @@ import Foundation
 import Logging
 
 /// A client for one Kubernetes API server, as one user. Cheap to share: requests from every task
-/// go through one connection pool (HTTP/2 when the server offers it).
+/// go through one connection pool (HTTP/1.1 connections kept and reused; see `HTTPClient`).
 public final class KubernetesClient: Sendable {
     public let configuration: ClientConfiguration
     let http: HTTPClient

@@ -101,6 +101,35 @@ final class SilentServer: @unchecked Sendable {
         #expect(headers["content-type"] == nil)
     }
 
+    @Test func headerNamesCompareBeyondASCII() {
+        #expect(HTTPHeaders.namesMatch("X-Trace", "x-TRACE"))
+        #expect(!HTTPHeaders.namesMatch("X-Trace", "X-Traces"))
+        #expect(!HTTPHeaders.namesMatch("Accept", "Accept-Encoding"))
+        #expect(HTTPHeaders.namesMatch("Größe", "GRÖSSE") == ("Größe".caseInsensitiveCompare("GRÖSSE") == .orderedSame))
+        #expect(HTTPHeaders.namesMatch("Éa", "éA"))
+    }
+
+    @Test func headerLinesParseAsCurlDeliversThem() {
+        func status(_ text: String) -> (String, Int)? {
+            Array(text.utf8).withUnsafeBytes { HeaderLine($0).statusLine() }
+        }
+        func field(_ text: String) -> (String, String)? {
+            Array(text.utf8).withUnsafeBytes { HeaderLine($0).field() }
+        }
+        #expect(status("HTTP/1.1 200 OK\r\n")! == ("1.1", 200))
+        #expect(status("HTTP/2 404 \r\n")! == ("2", 404))
+        #expect(status("HTTP/1.1 100 Continue\r\n")! == ("1.1", 100))
+        #expect(status("HTTP/1.1 abc\r\n")! == ("1.1", 0))
+        #expect(status("Content-Type: text/plain\r\n") == nil)
+        #expect(field("Content-Type:  text/plain \r\n")! == ("Content-Type", "text/plain"))
+        #expect(field("X-Empty:\r\n")! == ("X-Empty", ""))
+        #expect(field("Location: http://a/b:c\r\n")! == ("Location", "http://a/b:c"))
+        #expect(field("no colon\r\n") == nil)
+        #expect(Array("\r\n".utf8).withUnsafeBytes { HeaderLine($0).isEmpty })
+        #expect(HeaderLine.equalsIgnoringASCIICase("Content-LENGTH", "content-length"))
+        #expect(!HeaderLine.equalsIgnoringASCIICase("Content-Lengths", "content-length"))
+    }
+
     @Test func durationsBecomeWholeMilliseconds() {
         #expect(Duration.seconds(2).milliseconds == 2_000)
         #expect(Duration.milliseconds(1_500).milliseconds == 1_500)

@@ -395,12 +395,34 @@ struct RequestTests {
         #expect(listed.items.map(\.reason) == ["Tested"])
     }
 
-    @Test func connectionsAreReusedOverHTTP2() async throws {
+    @Test func connectionsAreReused() async throws {
         let cp = try await ControlPlane.shared()
-        let client = try cp.client()
+        let http = HTTPClient()
+        let client = KubernetesClient(configuration: try ClientConfiguration.load(kubeconfig: cp.kubeconfig(for: .admin), environment: [:]),
+                                      http: http)
+        for _ in 0..<10 {
+            let response = try await client.send(KubernetesClient.Request(path: "/version"))
+            #expect(response.httpVersion == "1.1")
+        }
+        #expect(http.transfersStarted == 10)
+        #expect(http.connectionsOpened == 1)
+    }
+
+    @Test func http2MultiplexesOnOneConnection() async throws {
+        let cp = try await ControlPlane.shared()
+        let http = HTTPClient(http2: true)
+        let client = KubernetesClient(configuration: try ClientConfiguration.load(kubeconfig: cp.kubeconfig(for: .admin), environment: [:]),
+                                      http: http)
         let response = try await client.send(KubernetesClient.Request(path: "/version"))
         #expect(response.httpVersion == "2")
         let version = try JSONDecoder().decode(JSONValue.self, from: response.body)
         #expect(version["gitVersion"]?.stringValue?.hasPrefix("v1.") == true)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for _ in 0..<8 {
+                group.addTask { _ = try await client.send(KubernetesClient.Request(path: "/version")) }
+            }
+            try await group.waitForAll()
+        }
+        #expect(http.connectionsOpened == 1)
     }
 }
