@@ -49,6 +49,9 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: "Platform picked from multi-platform base images.")
     var platform = "linux/amd64"
 
+    @Flag(help: "Multiplex API requests over HTTP/2 (off: Debian's libcurl 7.88.1 can stall multiplexed responses; see README).")
+    var http2 = false
+
     @Option(help: "Log format: text or json.")
     var logFormat = "text"
 
@@ -78,7 +81,8 @@ struct RunCommand: AsyncParsableCommand {
             printError("cannot connect: \(error)")
             throw ExitCode(2)
         }
-        let client = KubernetesClient(configuration: clientConfiguration, logger: Logger(label: "image-builder.kube-client"))
+        let client = KubernetesClient(configuration: clientConfiguration, http: http2 ? HTTPClient(http2: true) : .shared,
+                                      logger: Logger(label: "image-builder.kube-client"))
         logger.info("starting", metadata: [
             "server": "\(clientConfiguration.server)", "auth": "\(clientConfiguration.source)",
             "namespaces": "\((namespaces.isEmpty ? operatorConfig.watchNamespaces : namespaces).joined(separator: ",").nonEmpty ?? "all")",
