@@ -41,6 +41,8 @@ struct OperatorTests {
             let args = job.spec?.template.spec?.containers.first?.args ?? []
             #expect(args.contains("--destination=\(target)"))
             #expect(args.contains("--insecure-registry=\(world.registry.host)"))
+            #expect(args.contains("--label=image-builder.primehub.io/base-image=\(world.notebookBase)"))
+            #expect(args.contains("--label=image-builder.primehub.io/base-digest=\(world.notebookDigest)"))
 
             let context = try await world.client.get(ConfigMap.self, name: jobName, namespace: world.namespace)
             let dockerfile = context.data?["Dockerfile"] ?? ""

@@ -81,6 +81,9 @@ public enum BuildPlanner {
     public static let imageSpecAnnotation = "image-builder.primehub.io/imagespec"
     public static let targetImageAnnotation = "image-builder.primehub.io/target-image"
     public static let hashImageLabel = "image-builder.primehub.io/spec-hash"
+    /// Image labels recording the base image reference as written and the digest it resolved to.
+    public static let baseImageLabel = "image-builder.primehub.io/base-image"
+    public static let baseDigestLabel = "image-builder.primehub.io/base-digest"
 
     /// The target image of `imageSpec` under `destination`, checked to be a valid reference.
     public static func targetImage(name: String, hash: String, destination: PushDestination?) throws(PlanError) -> String {
@@ -172,7 +175,10 @@ public enum BuildPlanner {
             "--push-retry=3",
             "--log-format=text",
             "--label=\(hashImageLabel)=\(hash)",
+            // The base as written: FROM names it by digest.
+            "--label=\(baseImageLabel)=\(inputs.imageSpec.spec.baseImage)",
         ]
+        if let digest = inputs.baseImageDigest { args.append("--label=\(baseDigestLabel)=\(digest)") }
         args += context.buildArgs.map { "--build-arg=\($0.name)=\($0.value)" }
         var registries = [target]
         if let cache = config.builder.cacheRepo {
