@@ -18,7 +18,7 @@ public enum CustomResourceDefinitions {
             description: "ImageSpec: an image to build from a base image, packages and environment variables.",
             columns: [
                 column("Status", ".status.phase", "Phase of the current build"),
-                column("Image", ".status.image", "Image built for the current spec"),
+                column("Image", ".status.image", "The last image built successfully"),
                 column("Age", ".metadata.creationTimestamp", nil, type: "date"),
             ],
             statusSubresource: true)
