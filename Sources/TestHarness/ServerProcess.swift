@@ -305,7 +305,7 @@ func makeHarnessDirectory(kind: String) throws -> String {
 private let handedOutPorts = Mutex<Set<Int>>([])
 
 /// A currently free TCP port on 127.0.0.1 (bind to port 0, read the port, close).
-func freeLoopbackPort() throws -> Int {
+public func freeLoopbackPort() throws -> Int {
     for _ in 0..<50 {
         #if canImport(Glibc)
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)

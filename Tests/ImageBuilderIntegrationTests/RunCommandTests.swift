@@ -16,22 +16,6 @@ struct RunCommandTests {
             .first { FileManager.default.isExecutableFile(atPath: $0) }
     }()
 
-    static func freePort() throws -> Int {
-        let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(descriptor) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(descriptor, $0, length) == 0 && getsockname(descriptor, $0, &length) == 0
-            }
-        }
-        guard bound else { throw POSIXError(.EADDRINUSE) }
-        return Int(UInt16(bigEndian: address.sin_port))
-    }
-
     func get(_ url: String) async -> (Int, String) {
         guard let response = try? await HTTPClient.shared.send(HTTPRequest(url: url, timeout: .seconds(5))) else { return (0, "") }
         return (response.status, String(decoding: response.body, as: UTF8.self))
@@ -52,7 +36,7 @@ struct RunCommandTests {
             builder:
               image: gcr.io/kaniko-project/executor@sha256:\(String(repeating: "0", count: 64))
             """.write(toFile: configFile, atomically: true, encoding: .utf8)
-        let port = try Self.freePort()
+        let port = try freeLoopbackPort()
         let logFile = world.controlPlane.directory + "/operator-\(world.namespace).log"
         FileManager.default.createFile(atPath: logFile, contents: nil)
         let process = Process()

@@ -244,8 +244,7 @@ struct Pass {
         let pullSecret: Secret?
         let pushSecret: Secret?
         do {
-            pullSecret = try await secret(named: spec.spec.pullSecret, role: "pull secret (spec.pullSecret)")
-            pushSecret = try await secret(named: config.registry.pushSecret, role: "push secret (registry.pushSecret)")
+            (pullSecret, pushSecret) = try await buildSecrets(spec)
         } catch let missing as MissingSecret {
             stall(.failed, reason: "MissingSecret", message: missing.description, jobName: jobName)
             return .requeue(after: reconciler.stalledRetryInterval)
@@ -340,6 +339,13 @@ struct Pass {
         pendingEvents.append((.normal, "BuildStarted", message))
         reconciler.metrics.started()
         return .done
+    }
+
+    /// The build's pull secret (`spec.pullSecret`) and push secret (`registry.pushSecret`); nil
+    /// for one not configured, `MissingSecret` for one configured but absent.
+    func buildSecrets(_ spec: ValidImageSpec) async throws -> (pull: Secret?, push: Secret?) {
+        (try await secret(named: spec.spec.pullSecret, role: "pull secret (spec.pullSecret)"),
+         try await secret(named: config.registry.pushSecret, role: "push secret (registry.pushSecret)"))
     }
 
     /// Reads a Secret in the ImageSpec's namespace; nil when no name is configured.
@@ -478,8 +484,7 @@ struct Pass {
 
         let facts: BaseImageFacts
         do {
-            let pullSecret = try await secret(named: spec.spec.pullSecret, role: "pull secret (spec.pullSecret)")
-            let pushSecret = try await secret(named: config.registry.pushSecret, role: "push secret (registry.pushSecret)")
+            let (pullSecret, pushSecret) = try await buildSecrets(spec)
             let credentials = try RegistryCredentials.merge(push: pushSecret, pull: pullSecret)
             facts = try await reconciler.registry.inspectBaseImage(spec.spec.baseImage, credentials: credentials.dockerConfig)
         } catch {
