@@ -6,9 +6,12 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "image-builder", targets: ["image-builder"]),
+        .library(name: "KubeTypes", targets: ["KubeTypes"]),
         .library(name: "KubeClient", targets: ["KubeClient"]),
         .library(name: "KubeRuntime", targets: ["KubeRuntime"]),
         .library(name: "ImageBuilder", targets: ["ImageBuilder"]),
+        .library(name: "ImageBuilderReconcilers", targets: ["ImageBuilderReconcilers"]),
+        .library(name: "RegistryTypes", targets: ["RegistryTypes"]),
         .library(name: "RegistryClient", targets: ["RegistryClient"]),
     ],
     dependencies: [
@@ -39,11 +42,14 @@ let package = Package(
                 .product(name: "Collections", package: "swift-collections"),
             ]
         ),
+        // Kubernetes object types and JSON values, no I/O (as kube-rs keeps kube-core apart from
+        // kube-client): the client, the runtime and the image-builder core all build on it.
+        .target(name: "KubeTypes"),
         // The Kubernetes API client: configuration, typed requests, watches, errors.
         .target(
             name: "KubeClient",
             dependencies: [
-                "CurlHTTP",
+                "CurlHTTP", "KubeTypes",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
@@ -54,7 +60,7 @@ let package = Package(
         .target(
             name: "KubeRuntime",
             dependencies: [
-                "KubeClient",
+                "KubeClient", "KubeTypes",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "DequeModule", package: "swift-collections"),
@@ -66,36 +72,59 @@ let package = Package(
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ]
         ),
-        // The pure domain: ImageSpec types, validation, naming, build rendering and planning.
+        // The pure core of the domain: ImageSpec types, validation, naming, build rendering and
+        // planning, and the reconcile decision. No I/O: no KubeClient, KubeRuntime or RegistryClient.
         .target(
             name: "ImageBuilder",
             dependencies: [
-                "KubeClient",
-                "KubeRuntime",
-                "RegistryClient",
-                .product(name: "Logging", package: "swift-log"),
-                .product(name: "CoreMetrics", package: "swift-metrics"),
-                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+                "KubeTypes",
+                "RegistryTypes",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
-        // The OCI/Docker registry client: references, manifests, image configs, auth, push checks.
+        // The operator: the reconcilers (thin I/O shells around the core's decision) and their wiring.
+        .target(
+            name: "ImageBuilderReconcilers",
+            dependencies: [
+                "ImageBuilder",
+                "KubeTypes",
+                "KubeClient",
+                "KubeRuntime",
+                "RegistryTypes",
+                "RegistryClient",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            ]
+        ),
+        // Registry values, no I/O: image references, digests, docker configs.
+        .target(
+            name: "RegistryTypes",
+            dependencies: [
+                "KubeTypes",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
+        // The OCI/Docker registry client: manifests, image configs, auth, push checks.
         .target(
             name: "RegistryClient",
             dependencies: [
                 "CurlHTTP",
-                "KubeClient",
+                "KubeTypes",
+                "RegistryTypes",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "Yams", package: "Yams"),
             ]
         ),
         .executableTarget(
             name: "image-builder",
             dependencies: [
+                "KubeTypes",
                 "KubeClient",
                 "ImageBuilder",
+                "ImageBuilderReconcilers",
+                "RegistryTypes",
                 "KubeRuntime",
                 "RegistryClient",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -106,7 +135,7 @@ let package = Package(
         .executableTarget(
             name: "configmap-mirror",
             dependencies: [
-                "KubeClient", "KubeRuntime",
+                "KubeTypes", "KubeClient", "KubeRuntime",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -118,15 +147,18 @@ let package = Package(
         // `swift run -c release client-benchmark`: our client against kubectl on a local control plane.
         .executableTarget(
             name: "client-benchmark",
-            dependencies: ["KubeClient", "TestHarness"],
+            dependencies: ["KubeClient", "KubeTypes", "CurlHTTP", "TestHarness"],
             path: "Benchmarks/ClientBenchmark"
         ),
         .testTarget(name: "CurlHTTPTests", dependencies: ["CurlHTTP"]),
-        .testTarget(name: "KubeClientTests", dependencies: ["KubeClient"]),
+        .testTarget(name: "KubeClientTests", dependencies: ["KubeClient", "KubeTypes", "CurlHTTP"]),
         .testTarget(
             name: "ImageBuilderTests",
             dependencies: [
                 "ImageBuilder",
+                "ImageBuilderReconcilers",
+                "KubeTypes",
+                "RegistryTypes",
                 "image-builder",
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
@@ -134,24 +166,24 @@ let package = Package(
         ),
         .testTarget(name: "TestHarnessTests", dependencies: ["TestHarness"]),
         // Helpers of the integration tests: clients for the harness's users, namespaces, polling, a test CRD.
-        .target(name: "KubeTestSupport", dependencies: ["KubeClient", "TestHarness"], path: "Tests/KubeTestSupport"),
-        .testTarget(name: "KubeClientIntegrationTests", dependencies: ["KubeClient", "TestHarness", "KubeTestSupport"]),
-        .testTarget(name: "KubeRuntimeTests", dependencies: ["KubeRuntime", "TestHarness", "KubeTestSupport"]),
+        .target(name: "KubeTestSupport", dependencies: ["KubeClient", "KubeTypes", "CurlHTTP", "TestHarness"], path: "Tests/KubeTestSupport"),
+        .testTarget(name: "KubeClientIntegrationTests", dependencies: ["KubeClient", "KubeTypes", "CurlHTTP", "TestHarness", "KubeTestSupport"]),
+        .testTarget(name: "KubeRuntimeTests", dependencies: ["KubeRuntime", "KubeClient", "KubeTypes", "TestHarness", "KubeTestSupport"]),
         // Pushes test images to a LocalRegistry with plain HTTP requests.
         .target(
-            name: "RegistryTestSupport", dependencies: ["RegistryClient", "TestHarness", "CurlHTTP", "KubeClient"],
+            name: "RegistryTestSupport", dependencies: ["RegistryClient", "RegistryTypes", "TestHarness", "CurlHTTP", "KubeTypes"],
             path: "Tests/RegistryTestSupport"
         ),
         .testTarget(
             name: "RegistryClientTests",
             dependencies: [
-                "RegistryClient", "RegistryTestSupport", "TestHarness", "CurlHTTP", "KubeClient",
+                "RegistryClient", "RegistryTypes", "RegistryTestSupport", "TestHarness", "CurlHTTP", "KubeTypes",
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
         .testTarget(
             name: "ImageBuilderIntegrationTests",
-            dependencies: ["ImageBuilder", "KubeRuntime", "RegistryTestSupport", "KubeTestSupport", "TestHarness"]
+            dependencies: ["ImageBuilder", "ImageBuilderReconcilers", "KubeTypes", "KubeClient", "KubeRuntime", "RegistryTypes", "RegistryClient", "RegistryTestSupport", "KubeTestSupport", "TestHarness", "CurlHTTP"]
         ),
     ]
 )

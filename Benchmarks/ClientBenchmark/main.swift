@@ -8,8 +8,10 @@
 // table shows the median of the runs. "client CPU" is the CPU time of the client alone: this
 // process for our client, the kubectl processes for kubectl (the apiserver and etcd, which share
 // the machine's cores, are not counted).
+import CurlHTTP
 import Foundation
 import KubeClient
+import KubeTypes
 import TestHarness
 
 struct Options {

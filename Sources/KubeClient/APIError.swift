@@ -1,5 +1,6 @@
 import CurlHTTP
 import Foundation
+import KubeTypes
 
 /// An error response from the Kubernetes API: the HTTP code and the decoded `Status`.
 public struct APIError: Error, Sendable, Hashable, CustomStringConvertible {

@@ -1,5 +1,6 @@
 import CurlHTTP
 import Foundation
+import KubeTypes
 
 /// How requests authenticate (client certificates travel in `ClientConfiguration.tls`).
 public enum Authentication: Sendable, Equatable {

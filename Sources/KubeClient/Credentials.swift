@@ -1,5 +1,6 @@
 import CurlHTTP
 import Foundation
+import KubeTypes
 import Synchronization
 
 /// What one request presents: an `Authorization` header and/or a client certificate.

@@ -1,4 +1,6 @@
+import CurlHTTP
 import Foundation
+import KubeTypes
 import Yams
 
 /// A kubeconfig, possibly merged from several files the way kubectl merges `KUBECONFIG`: for each

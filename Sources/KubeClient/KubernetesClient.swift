@@ -1,8 +1,9 @@
 import CoreMetrics
 /// The transport types (TLSOptions, TransportError, HTTPResponse) are part of this module's API.
-@_exported import CurlHTTP
+import CurlHTTP
 import Foundation
 import Logging
+import KubeTypes
 
 /// A client for one Kubernetes API server, as one user. Cheap to share: requests from every task
 /// go through one connection pool (HTTP/1.1 connections kept and reused; see `HTTPClient`).

@@ -1,5 +1,6 @@
 import CurlHTTP
 import Foundation
+import KubeTypes
 
 /// Options of a list request.
 public struct ListOptions: Sendable, Hashable {

@@ -1,5 +1,6 @@
 import CurlHTTP
 import Foundation
+import KubeTypes
 
 /// Options of a watch request.
 public struct WatchOptions: Sendable, Hashable {

@@ -1,5 +1,6 @@
 import CoreMetrics
 import KubeClient
+import KubeTypes
 import Logging
 import ServiceLifecycle
 import Synchronization

@@ -1,6 +1,7 @@
 import DequeModule
 import Foundation
 import KubeClient
+import KubeTypes
 import Logging
 import Synchronization
 

@@ -15,4 +15,5 @@
 //   `LoggingBootstrap` set up swift-metrics (Prometheus) and swift-log (text or JSON).
 //
 // `examples/configmap-mirror` is a complete controller in a few dozen lines.
-@_exported import KubeClient
+import KubeClient
+import KubeTypes

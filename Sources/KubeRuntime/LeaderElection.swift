@@ -1,6 +1,7 @@
 import CoreMetrics
 import Foundation
 import KubeClient
+import KubeTypes
 import Logging
 import ServiceLifecycle
 import Synchronization

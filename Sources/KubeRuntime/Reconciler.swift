@@ -1,4 +1,5 @@
 import KubeClient
+import KubeTypes
 
 /// What a reconcile asks for next.
 public enum ReconcileResult: Sendable, Hashable {

@@ -1,4 +1,5 @@
 import KubeClient
+import KubeTypes
 import Synchronization
 
 /// A change to a store, as handed to event handlers.

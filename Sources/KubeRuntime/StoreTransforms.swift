@@ -1,4 +1,5 @@
 import KubeClient
+import KubeTypes
 
 /// Transforms applied to objects before they are cached, to keep memory small.
 public enum StoreTransforms {

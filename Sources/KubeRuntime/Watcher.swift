@@ -1,4 +1,5 @@
 import KubeClient
+import KubeTypes
 import Logging
 import Synchronization
 

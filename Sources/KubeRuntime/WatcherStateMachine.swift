@@ -1,4 +1,5 @@
 import KubeClient
+import KubeTypes
 
 /// Why a list or watch request failed, in the terms the watcher acts on.
 public enum WatchFailure: Sendable, Hashable {

@@ -1,5 +1,6 @@
 import Foundation
-import KubeClient
+import KubeTypes
+import RegistryTypes
 
 /// How a request was (or would be) authenticated; `inspect` prints it.
 public enum AuthenticationMethod: Sendable, Hashable, CustomStringConvertible {

@@ -1,3 +1,4 @@
+import RegistryTypes
 // What a base image's config says about the image, for failing early: conda packages need conda,
 // and a JupyterHub image needs a notebook environment. These are heuristics on the config alone
 // (no layer is read), so they decide only what the config makes visible; see the rules below.

@@ -1,4 +1,5 @@
 import Foundation
+import RegistryTypes
 
 /// What `image-builder inspect` prints about a resolved image, as text or JSON.
 public struct InspectReport: Sendable, Hashable, Codable {

@@ -1,5 +1,6 @@
 import Foundation
-import KubeClient
+import KubeTypes
+import RegistryTypes
 
 /// The manifest and config media types the client understands.
 public enum MediaType {

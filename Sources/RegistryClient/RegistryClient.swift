@@ -1,7 +1,8 @@
 import CurlHTTP
 import Foundation
-import KubeClient
+import KubeTypes
 import Logging
+import RegistryTypes
 import Synchronization
 
 /// How to reach one registry.

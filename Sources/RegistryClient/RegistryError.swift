@@ -1,4 +1,5 @@
 import Foundation
+import RegistryTypes
 
 /// Everything that can go wrong talking to a registry. The `description` is one sentence naming
 /// the registry, the repository and what happened; it is written for an ImageSpec's conditions.

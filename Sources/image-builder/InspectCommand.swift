@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import RegistryClient
+import RegistryTypes
 
 /// `image-builder inspect IMAGE`: resolves an image against its registry the way the operator
 /// does before a build, and prints what it found — a debugging aid for admins.

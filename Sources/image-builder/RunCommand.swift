@@ -1,10 +1,14 @@
 import ArgumentParser
+import CurlHTTP
 import Foundation
 import ImageBuilder
+import ImageBuilderReconcilers
 import KubeClient
 import KubeRuntime
+import KubeTypes
 import Logging
 import RegistryClient
+import RegistryTypes
 
 /// `image-builder run`: the operator.
 struct RunCommand: AsyncParsableCommand {

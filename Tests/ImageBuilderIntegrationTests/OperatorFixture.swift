@@ -1,10 +1,13 @@
 import Foundation
 import ImageBuilder
+import ImageBuilderReconcilers
 import KubeClient
 import KubeRuntime
 import KubeTestSupport
+import KubeTypes
 import RegistryClient
 import RegistryTestSupport
+import RegistryTypes
 import TestHarness
 import Testing
 

@@ -1,11 +1,15 @@
 import Crypto
+import CurlHTTP
 import Foundation
 import ImageBuilder
+import ImageBuilderReconcilers
 import KubeClient
 import KubeRuntime
 import KubeTestSupport
+import KubeTypes
 import RegistryClient
 import RegistryTestSupport
+import RegistryTypes
 import TestHarness
 import Testing
 

@@ -1,7 +1,10 @@
+import CurlHTTP
 import Foundation
 import ImageBuilder
+import ImageBuilderReconcilers
 import KubeClient
 import KubeTestSupport
+import KubeTypes
 import TestHarness
 import Testing
 

@@ -1,7 +1,9 @@
 import Foundation
 import KubeClient
+import KubeTypes
 import Testing
 @testable import ImageBuilder
+@testable import ImageBuilderReconcilers
 
 @Suite struct BaseImageCheckBookTests {
     @Test func rebuildsForMovedBasesAreRateLimitedPerHour() {

@@ -1,5 +1,6 @@
 import Foundation
 import KubeClient
+import KubeTypes
 import Testing
 @testable import ImageBuilder
 

@@ -1,6 +1,7 @@
 import Foundation
 import ImageBuilder
 import KubeClient
+import KubeTypes
 import Testing
 
 /// `crds/` holds the definitions built by `CustomResourceDefinitions`: they are golden files

@@ -1,6 +1,7 @@
-import RegistryClient
 import Foundation
 import ImageBuilder
+import RegistryClient
+import RegistryTypes
 import Testing
 
 @Suite struct GrammarTests {

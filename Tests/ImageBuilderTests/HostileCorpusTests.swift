@@ -1,6 +1,7 @@
 import Foundation
 import ImageBuilder
 import KubeClient
+import KubeTypes
 import Testing
 
 /// `examples/hostile/`: every file is rejected with field-named problems, except `inert-*` files,

@@ -1,6 +1,7 @@
 import Foundation
 import ImageBuilder
 import KubeClient
+import KubeTypes
 import Testing
 
 /// For random valid specs, what the rendered build installs and sets is exactly what was asked:

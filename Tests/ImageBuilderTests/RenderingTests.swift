@@ -1,6 +1,7 @@
 import Foundation
 import ImageBuilder
 import KubeClient
+import KubeTypes
 import Testing
 
 /// Golden files for the examples: Dockerfile, context files and manifests as the operator would

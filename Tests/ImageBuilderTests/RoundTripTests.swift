@@ -1,6 +1,7 @@
 import Foundation
 import ImageBuilder
 import KubeClient
+import KubeTypes
 import Testing
 
 /// Unknown members survive a decode/encode round trip, at every depth, also after changes.

@@ -1,6 +1,7 @@
 import Foundation
 import ImageBuilder
 import KubeClient
+import KubeTypes
 import Testing
 
 @Suite struct ValidationTests {

@@ -1,5 +1,7 @@
+import CurlHTTP
 import Foundation
 import KubeClient
+import KubeTypes
 import TestHarness
 import Testing
 

@@ -1,4 +1,6 @@
+import CurlHTTP
 import Foundation
+import KubeTypes
 import Testing
 @testable import KubeClient
 

@@ -1,4 +1,5 @@
 import Foundation
+import KubeTypes
 import Testing
 @testable import KubeClient
 

@@ -1,6 +1,7 @@
 import Foundation
 import KubeClient
 import KubeRuntime
+import KubeTypes
 import TestHarness
 import Testing
 

@@ -1,6 +1,7 @@
 import Foundation
-import Logging
 import KubeClient
+import KubeTypes
+import Logging
 import Testing
 
 @testable import KubeRuntime

@@ -1,4 +1,5 @@
 import KubeClient
+import KubeTypes
 import Testing
 
 @testable import KubeRuntime

@@ -3,6 +3,7 @@ import CurlHTTP
 import Foundation
 import KubeClient
 import KubeRuntime
+import KubeTypes
 import TestHarness
 import Testing
 

@@ -1,5 +1,6 @@
 import KubeClient
 import KubeRuntime
+import KubeTypes
 
 /// The test controller's logic: each Widget gets `status.observedSize = spec.size`, and (when
 /// asked) an owned ConfigMap `<name>-config` holding the size.

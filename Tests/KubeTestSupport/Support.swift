@@ -1,5 +1,6 @@
 import Foundation
 import KubeClient
+import KubeTypes
 import TestHarness
 import Testing
 

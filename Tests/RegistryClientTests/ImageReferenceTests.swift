@@ -1,5 +1,6 @@
-import RegistryTestSupport
 import Foundation
+import RegistryTestSupport
+import RegistryTypes
 import Testing
 
 @testable import RegistryClient

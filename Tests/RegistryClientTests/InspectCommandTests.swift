@@ -1,10 +1,10 @@
 import RegistryTestSupport
 import Foundation
-import KubeClient
 import Testing
 
 @testable import RegistryClient
 import TestHarness
+import KubeTypes
 
 /// The built `image-builder` executable: next to the test bundle (`swift test` builds every
 /// product), else in the package's `.build/debug`.

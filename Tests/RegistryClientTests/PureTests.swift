@@ -1,9 +1,10 @@
-import RegistryTestSupport
 import Foundation
-import KubeClient
+import KubeTypes
+import RegistryTestSupport
 import Testing
 
 @testable import RegistryClient
+@testable import RegistryTypes
 
 private func base64URL(_ text: String) -> String {
     Data(text.utf8).base64EncodedString().replacingOccurrences(of: "+", with: "-")

@@ -1,3 +1,4 @@
+import RegistryTypes
 import RegistryTestSupport
 import CurlHTTP
 import Foundation

@@ -1,7 +1,8 @@
 import CurlHTTP
 import Foundation
-import KubeClient
+import KubeTypes
 import RegistryClient
+import RegistryTypes
 import TestHarness
 
 /// Pushes test images to a LocalRegistry with plain HTTP requests (independent of the client under

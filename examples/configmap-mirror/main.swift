@@ -6,6 +6,7 @@
 import ArgumentParser
 import KubeClient
 import KubeRuntime
+import KubeTypes
 import Logging
 
 struct MirrorReconciler: Reconciler {

@@ -1,4 +1,4 @@
-import KubeClient
+import KubeTypes
 
 /// The operator's configuration (a YAML file). See `OperatorConfigLoader` for the keys.
 public struct OperatorConfig: Sendable, Hashable {

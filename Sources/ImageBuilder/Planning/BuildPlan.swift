@@ -1,6 +1,6 @@
-import RegistryClient
 import Foundation
-import KubeClient
+import KubeTypes
+import RegistryTypes
 
 /// Everything a build is planned from.
 public struct BuildInputs: Sendable, Hashable {

@@ -1,4 +1,4 @@
-import KubeClient
+import KubeTypes
 
 /// The entry in PrimeHub's image list (`images.primehub.io`) for a successful build of an
 /// ImageSpec with `spec.publish`.

@@ -1,6 +1,6 @@
 import Foundation
-import KubeClient
-import RegistryClient
+import KubeTypes
+import RegistryTypes
 
 /// The registry credentials of a build as one docker config JSON (`{"auths": {…}}`), which is all
 /// kaniko reads: the base image's pull secret and the operator's push secret merged.

@@ -1,6 +1,6 @@
 import Foundation
-import KubeClient
-import RegistryClient
+import KubeTypes
+import RegistryTypes
 
 /// Where one build Job stands, read from the Job and its Pod. Pure: the reconciler turns this into
 /// status, events and actions.

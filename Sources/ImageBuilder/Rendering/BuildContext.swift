@@ -1,4 +1,4 @@
-import RegistryClient
+import RegistryTypes
 
 /// The user the built image runs as at the end, as the base image's configuration names it
 /// (`1000`, `jovyan`, `1000:100`); empty means root.

@@ -1,5 +1,5 @@
 import Foundation
-import KubeClient
+import KubeTypes
 
 /// The three forms `image-builder render` prints a build plan in.
 public enum RenderOutput {

@@ -1,4 +1,4 @@
-import KubeClient
+import KubeTypes
 
 /// The CustomResourceDefinitions of `crds/`, built from the same schemas that validate in Swift.
 /// They are `apiextensions.k8s.io/v1` and use nothing newer than Kubernetes 1.20.

@@ -1,5 +1,5 @@
 import Foundation
-import KubeClient
+import KubeTypes
 
 /// `images.primehub.io`: an entry of PrimeHub's image list. It has no status subresource: status is
 /// written with an update of the whole object.

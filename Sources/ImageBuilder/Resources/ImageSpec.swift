@@ -1,5 +1,5 @@
 import Foundation
-import KubeClient
+import KubeTypes
 
 /// `imagespecs.primehub.io`: what to build (a base image plus packages and environment) and what
 /// came of it.

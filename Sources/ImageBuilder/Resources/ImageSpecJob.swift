@@ -1,5 +1,5 @@
 import Foundation
-import KubeClient
+import KubeTypes
 
 /// `imagespecjobs.primehub.io`: PrimeHub's record of one build. PrimeHub's console finds build
 /// logs through `status.podName` of the ImageSpecJob named after an Image.

@@ -1,4 +1,4 @@
-import KubeClient
+import KubeTypes
 
 /// What a decoded object carried beyond its Swift model, kept so that decoding and encoding again
 /// loses nothing. It holds the JSON as read and the model's own encoding of it at that moment; on

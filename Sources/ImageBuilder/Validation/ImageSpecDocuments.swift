@@ -1,4 +1,4 @@
-import KubeClient
+import KubeTypes
 
 /// One problem found in a YAML text: where, which field, what.
 public struct Diagnostic: Sendable, Hashable, Comparable {

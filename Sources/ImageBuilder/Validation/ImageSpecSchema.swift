@@ -1,4 +1,4 @@
-import KubeClient
+import KubeTypes
 
 /// The ImageSpec's schema: the CRD's structural schema and the Swift validation in one description.
 public enum ImageSpecSchema {

@@ -1,4 +1,4 @@
-import KubeClient
+import KubeTypes
 
 /// An ImageSpec that passed validation, with its conda list already split. Only validated specs
 /// can be rendered or planned.

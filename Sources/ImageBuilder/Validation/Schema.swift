@@ -1,4 +1,4 @@
-import KubeClient
+import KubeTypes
 
 /// The shape of a resource, described once: it checks JSON in Swift (reporting every problem) and
 /// renders the structural OpenAPI schema of the CustomResourceDefinition.

@@ -1,5 +1,5 @@
-import RegistryClient
-import KubeClient
+import KubeTypes
+import RegistryTypes
 
 /// The Swift-side checks a `Schema` names.
 enum SchemaChecks {

@@ -1,6 +1,6 @@
 import CYaml
 import Foundation
-import KubeClient
+import KubeTypes
 import Yams
 
 /// A line and column in a source text, both from 1.

@@ -1,4 +1,4 @@
-import KubeClient
+import KubeTypes
 import Yams
 
 /// Writes JSON values as YAML for people and `kubectl apply`: `apiVersion`, `kind`, `metadata`

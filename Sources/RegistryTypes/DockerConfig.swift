@@ -1,6 +1,5 @@
 import Foundation
-import KubeClient
-import Yams
+import KubeTypes
 
 /// A username and password for one registry, and where they came from.
 public struct RegistryCredential: Sendable, Hashable, CustomStringConvertible {
@@ -109,59 +108,6 @@ public struct DockerConfig: Sendable, Hashable {
         self.init(entries: entries)
     }
 
-    /// The config of a Secret: `.dockerconfigjson` (type `kubernetes.io/dockerconfigjson`) or
-    /// `.dockercfg` (type `kubernetes.io/dockercfg`), from `data` or `stringData`.
-    public init(secret: Secret) throws(FormatError) {
-        let name = secret.metadata.name.map { "secret \"\($0)\"" } ?? "the secret"
-        let type = secret.type ?? ""
-        let keys: [String]
-        switch type {
-        case "kubernetes.io/dockerconfigjson": keys = [".dockerconfigjson"]
-        case "kubernetes.io/dockercfg": keys = [".dockercfg"]
-        default: keys = [".dockerconfigjson", ".dockercfg"]
-        }
-        for key in keys {
-            let bytes = secret.data?[key] ?? secret.stringData?[key].map { Data($0.utf8) }
-            guard let bytes else { continue }
-            do {
-                try self.init(json: bytes)
-            } catch {
-                throw FormatError("\(name): \(key): \(error.description)")
-            }
-            return
-        }
-        throw FormatError(
-            "\(name) (type \(type.isEmpty ? "unset" : type)) has no \(keys.joined(separator: " or ")) key; "
-                + "a pull or push secret is of type kubernetes.io/dockerconfigjson")
-    }
-
-    /// Reads the contents of a file: a Kubernetes Secret (YAML or JSON) holding a docker config,
-    /// or a bare docker `config.json` / `.dockercfg`.
-    public static func load(fileContents data: Data) throws(FormatError) -> DockerConfig {
-        guard let text = String(data: data, encoding: .utf8) else { throw FormatError("the file is not UTF-8 text") }
-        let value: JSONValue
-        do {
-            value = try JSONValue(yamlNode: try Yams.compose(yaml: text))
-        } catch let error as FormatError {
-            throw error
-        } catch {
-            throw FormatError("the file is neither JSON nor YAML: \(error)")
-        }
-        if value["kind"]?.stringValue == "Secret" || value["apiVersion"] != nil {
-            guard value["kind"]?.stringValue == "Secret" else {
-                throw FormatError("the file holds a \(value["kind"]?.stringValue ?? "resource without kind"), not a Secret")
-            }
-            var value = value
-            if value["metadata"] == nil { value["metadata"] = .object([:]) }
-            let secret: Secret
-            do { secret = try value.decode(as: Secret.self) } catch {
-                throw FormatError("the Secret in the file cannot be read: \(error)")
-            }
-            return try DockerConfig(secret: secret)
-        }
-        return try DockerConfig(value: value)
-    }
-
     /// The credential for a registry as written in references (`docker.io`, `host:5000`): the entry
     /// whose key names the same host. When several do, a key written exactly as the host wins,
     /// then one without scheme or path, then the first in key order.
@@ -246,43 +192,4 @@ public func mergeDockerConfigs(push: DockerConfig?, pull: DockerConfig?) -> Dock
     add(pull, overriding: false)
     add(push, overriding: true)
     return DockerConfigMerge(config: DockerConfig(entries: Array(byHost.values)), overriddenHosts: overridden.sorted())
-}
-
-extension JSONValue {
-    /// A JSON value from a YAML node (scalars typed by the YAML core schema; quoted scalars stay strings).
-    init(yamlNode node: Yams.Node?) throws {
-        guard let node else {
-            self = .null
-            return
-        }
-        switch node {
-        case .scalar(let scalar):
-            if scalar.style != .plain {
-                self = .string(scalar.string)
-            } else if let value = Bool.construct(from: scalar) {
-                self = .bool(value)
-            } else if let value = Int.construct(from: scalar) {
-                self = .int(Int64(value))
-            } else if let value = Double.construct(from: scalar) {
-                self = .double(value)
-            } else if NSNull.construct(from: scalar) != nil {
-                self = .null
-            } else {
-                self = .string(scalar.string)
-            }
-        case .sequence(let sequence):
-            self = .array(try sequence.map { try JSONValue(yamlNode: $0) })
-        case .mapping(let mapping):
-            var object: [String: JSONValue] = [:]
-            for (key, value) in mapping {
-                guard case .scalar(let scalar) = key else {
-                    throw DockerConfig.FormatError("a mapping key in the file is not a plain string")
-                }
-                object[scalar.string] = try JSONValue(yamlNode: value)
-            }
-            self = .object(object)
-        case .alias:
-            throw DockerConfig.FormatError("YAML aliases are not accepted in a secret file")
-        }
-    }
 }

@@ -1,9 +1,12 @@
 import CoreMetrics
 import Foundation
+import ImageBuilder
 import KubeClient
 import KubeRuntime
+import KubeTypes
 import Logging
 import RegistryClient
+import RegistryTypes
 import Synchronization
 
 /// Converges one ImageSpec: validates it, checks its secrets and base image, starts a build Job

@@ -1,9 +1,9 @@
-import RegistryTestSupport
 import Foundation
-import KubeClient
+import ImageBuilder
+import KubeTypes
 import Testing
 
-@testable import RegistryClient
+@testable import RegistryTypes
 
 private func auth(_ user: String, _ password: String) -> String {
     Data("\(user):\(password)".utf8).base64EncodedString()

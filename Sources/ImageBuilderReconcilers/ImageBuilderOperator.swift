@@ -1,8 +1,11 @@
 import Foundation
+import ImageBuilder
 import KubeClient
 import KubeRuntime
+import KubeTypes
 import Logging
 import RegistryClient
+import RegistryTypes
 import UnixSignals
 
 /// The operator assembled: watchers for ImageSpecs and their build Jobs and Pods (per watched
@@ -134,25 +137,5 @@ public struct ImageBuilderOperator: Sendable {
                                                caData: config.registry.caBundle.map { Data($0.utf8) })
         }
         return RegistryClient(configuration: RegistryClient.Configuration(registries: registries, defaultPlatform: platform))
-    }
-}
-
-/// Reads across the caches of several watched namespaces (one Store each) as if they were one.
-public struct StoreSet<Object: KubeObject>: Sendable {
-    public let stores: [Store<Object>]
-
-    public init(_ stores: [Store<Object>]) { self.stores = stores }
-
-    public func get(_ key: ObjectKey) -> Object? {
-        for store in stores { if let object = store.get(key) { return object } }
-        return nil
-    }
-
-    public func get(name: String, namespace: String?) -> Object? {
-        get(ObjectKey(namespace: namespace, name: name))
-    }
-
-    public func list(namespace: String) -> [Object] {
-        stores.flatMap { $0.list(namespace: namespace) }
     }
 }

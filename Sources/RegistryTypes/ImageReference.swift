@@ -383,7 +383,7 @@ private func isWordByte(_ byte: UInt8) -> Bool { isASCIILetter(byte) || isASCIID
 
 extension String {
     /// The text with control and non-ASCII characters escaped, for messages that quote input.
-    var debugEscaped: String {
+    public var debugEscaped: String {
         var out = ""
         for scalar in unicodeScalars {
             if scalar.isASCII, scalar.value >= 0x20, scalar.value != 0x7f, scalar != "\"", scalar != "\\" {

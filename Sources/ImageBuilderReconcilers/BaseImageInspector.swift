@@ -1,6 +1,9 @@
 import Foundation
+import ImageBuilder
 import KubeClient
+import KubeTypes
 import RegistryClient
+import RegistryTypes
 import Synchronization
 
 /// What the operator learns about a base image before it builds on it.
