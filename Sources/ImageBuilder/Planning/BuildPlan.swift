@@ -13,23 +13,28 @@ public struct BuildInputs: Sendable, Hashable {
     /// The merged registry credentials; nil when they are not at hand (offline rendering), in
     /// which case the plan names the Secret but does not carry it.
     public var credentials: RegistryCredentials?
+    /// The build's identity when the caller computed it already (`BuildIdentity.of`); computed
+    /// from `imageSpec` and `config` when nil.
+    public var identity: BuildIdentity?
 
     public init(imageSpec: ValidImageSpec, config: OperatorConfig, baseImageUser: ImageUser,
-                baseImageDigest: String? = nil, credentials: RegistryCredentials? = nil) {
+                baseImageDigest: String? = nil, credentials: RegistryCredentials? = nil, identity: BuildIdentity? = nil) {
         self.imageSpec = imageSpec
         self.config = config
         self.baseImageUser = baseImageUser
         self.baseImageDigest = baseImageDigest
         self.credentials = credentials
+        self.identity = identity
     }
 }
 
 /// What to create for one build: a ConfigMap with the build context, a Secret with the merged
 /// registry credentials, and a kaniko Job, all named `jobName` and owned by the ImageSpec.
 public struct BuildPlan: Sendable, Hashable {
-    public var hash: String
-    public var targetImage: String
-    public var jobName: String
+    public var identity: BuildIdentity
+    public var hash: String { identity.hash }
+    public var targetImage: String { identity.targetImage }
+    public var jobName: String { identity.jobName }
     public var context: BuildContext
     public var configMap: ConfigMap
     /// The Secret the Job mounts as kaniko's docker config; nil when no secret is involved.
@@ -84,6 +89,10 @@ public enum BuildPlanner {
     /// Image labels recording the base image reference as written and the digest it resolved to.
     public static let baseImageLabel = "image-builder.primehub.io/base-image"
     public static let baseDigestLabel = "image-builder.primehub.io/base-digest"
+    /// The Job annotation recording the base image digest a build started from.
+    public static let baseDigestAnnotation = "image-builder.primehub.io/base-digest"
+    /// The Job annotation recording the `spec.updateTime` a build was started for (whole seconds).
+    public static let updateTimeAnnotation = "image-builder.primehub.io/update-time"
 
     /// The target image of `imageSpec` under `destination`, checked to be a valid reference.
     public static func targetImage(name: String, hash: String, destination: PushDestination?) throws(PlanError) -> String {
@@ -102,15 +111,14 @@ public enum BuildPlanner {
     public static func plan(_ inputs: BuildInputs) throws(PlanError) -> BuildPlan {
         let imageSpec = inputs.imageSpec
         let config = inputs.config
-        let name = imageSpec.name
-        let hash = SpecHash.compute(imageSpec.spec)
-        let target = try targetImage(name: name, hash: hash, destination: config.registry.push)
-        let jobName = BuildNaming.jobName(imageSpecName: name, hash: hash)
+        let identity: BuildIdentity
+        if let given = inputs.identity { identity = given } else { identity = try BuildIdentity.of(imageSpec, config: config) }
+        let (hash, target, jobName) = (identity.hash, identity.targetImage, identity.jobName)
         let context = BuildContextRenderer.render(imageSpec, user: inputs.baseImageUser, baseImageDigest: inputs.baseImageDigest)
 
         var metadata = ObjectMeta(name: jobName, namespace: imageSpec.imageSpec.metadata.namespace)
-        metadata.labels = labels(name: name)
-        metadata.annotations = [hashAnnotation: hash, imageSpecAnnotation: name, targetImageAnnotation: target]
+        metadata.labels = identity.labels
+        metadata.annotations = identity.annotations
         if imageSpec.imageSpec.metadata.uid != nil {
             metadata.ownerReferences = [OwnerReference.controller(of: imageSpec.imageSpec)]
         }
@@ -144,21 +152,18 @@ public enum BuildPlanner {
         podSpec.priorityClassName = builder.priorityClassName
 
         let template = PodTemplateSpec(
-            metadata: ObjectMeta(labels: labels(name: name), annotations: [hashAnnotation: hash, imageSpecAnnotation: name]),
+            metadata: ObjectMeta(labels: identity.labels, annotations: [hashAnnotation: hash, imageSpecAnnotation: identity.name]),
             spec: podSpec)
-        let job = Job(metadata: metadata, spec: JobSpec(
+        var jobMetadata = metadata
+        if let digest = inputs.baseImageDigest { jobMetadata.annotations?[baseDigestAnnotation] = digest }
+        if let updateTime = imageSpec.spec.updateTime {
+            jobMetadata.annotations?[updateTimeAnnotation] = KubeJSON.formatTimestamp(updateTime)
+        }
+        let job = Job(metadata: jobMetadata, spec: JobSpec(
             template: template, backoffLimit: builder.backoffLimit, activeDeadlineSeconds: builder.timeoutSeconds))
 
-        return BuildPlan(hash: hash, targetImage: target, jobName: jobName, context: context, configMap: configMap,
+        return BuildPlan(identity: identity, context: context, configMap: configMap,
                          registrySecretName: secretName, registrySecret: secret, job: job)
-    }
-
-    /// Labels of everything a build creates. The name label is left out when the name is too long
-    /// for a label value (names may have 253 characters, label values 63).
-    static func labels(name: String) -> [String: String] {
-        var labels = [managedByLabel: managedByValue, "app": "primehub-custom-image"]
-        if name.count <= 63 { labels[nameLabel] = name }
-        return labels
     }
 
     static func kanikoContainer(inputs: BuildInputs, context: BuildContext, target: String, hash: String,
