@@ -288,7 +288,7 @@ struct OperatorTests {
                 rebuilt = try await world.job(job.metadata.name ?? "")
                 return rebuilt != nil && rebuilt?.metadata.uid != job.metadata.uid
             }
-            #expect(rebuilt?.metadata.annotations?[ImageSpecReconciler.baseDigestAnnotation] == moved.description)
+            #expect(rebuilt?.metadata.annotations?[MetadataKeys.baseDigestAnnotation] == moved.description)
             try await world.waitFor("follows-base", "the new base digest recorded") { $0.status?.baseImageDigest == moved.description }
         }
     }

@@ -11,6 +11,13 @@ public struct RegistryCredentials: Sendable, Hashable {
     public let overriddenHosts: [String]
     /// The merged configuration, for looking up a registry's credential.
     public let dockerConfig: DockerConfig
+    /// The push secret's own configuration (nil without a push secret).
+    public let pushConfig: DockerConfig?
+
+    /// The push secret's credential for `registry`: what pushing authenticates with.
+    public func pushCredential(forRegistry registry: String) -> RegistryCredential? {
+        pushConfig?.credential(forRegistry: registry)
+    }
 
     public static let secretType = "kubernetes.io/dockerconfigjson"
     public static let secretKey = ".dockerconfigjson"
@@ -27,9 +34,10 @@ public struct RegistryCredentials: Sendable, Hashable {
                 throw CredentialsError(secret: secret.metadata.name ?? "", reason: error.description)
             }
         }
-        let merged = mergeDockerConfigs(push: try config(push), pull: try config(pull))
+        let pushConfig = try config(push)
+        let merged = mergeDockerConfigs(push: pushConfig, pull: try config(pull))
         return RegistryCredentials(dockerConfigJSON: merged.jsonData, overriddenHosts: merged.overriddenHosts,
-                                   dockerConfig: merged.config)
+                                   dockerConfig: merged.config, pushConfig: pushConfig)
     }
 }
 

@@ -1,0 +1,767 @@
+import Foundation
+import KubeTypes
+import RegistryTypes
+
+// The reconcile of an ImageSpec as a pure decision: what was observed (the ImageSpec, its Jobs
+// and Pods, and facts the shell looked up on request) goes in; the status to write, the actions
+// to take, the Events, the metrics and when to look again come out. The shell
+// (`ImageSpecReconciler`) reads the caches, performs the actions, writes the status once and
+// records the Events; it decides nothing.
+
+/// What a registry said about the base image.
+public enum BaseImageAnswer: Sendable, Hashable {
+    case resolved(BaseImageFacts)
+    /// A failure that retrying may fix (connection refused, timeout, 5xx).
+    case unreachable(String)
+    /// A failure that needs a change (not found, denied, invalid reference).
+    case unavailable(String)
+}
+
+/// What a registry said about pushing to the target.
+public enum PushAccessAnswer: Sendable, Hashable {
+    case granted
+    case denied(String)
+    /// The check itself failed; the build goes ahead.
+    case unknown(String)
+}
+
+/// A Secret the build names: none configured, configured but absent, or found.
+public enum SecretLookup: Sendable, Hashable {
+    case notConfigured
+    case missing(String)
+    case found(Secret)
+
+    public var secret: Secret? {
+        if case .found(let secret) = self { return secret }
+        return nil
+    }
+}
+
+/// The pull secret (`spec.pullSecret`) and push secret (`registry.pushSecret`) of a build, read
+/// once per pass.
+public struct BuildSecrets: Sendable, Hashable {
+    public var pull: SecretLookup
+    public var push: SecretLookup
+
+    public init(pull: SecretLookup, push: SecretLookup) {
+        self.pull = pull
+        self.push = push
+    }
+}
+
+/// Whether a rebuild caused by a moved base image may start now (a rate limit across specs).
+public enum RebuildSlot: Sendable, Hashable {
+    case granted
+    case fullUntil(Date)
+}
+
+/// A fact the decision needs and the shell fetches.
+public enum Fact: Sendable, Hashable {
+    /// The ImageSpec's resourceVersion as the API has it now (a build is only started from a
+    /// current ImageSpec: the cache may not show the operator's own last status write yet).
+    case currentResourceVersion
+    /// The build's pull and push secrets.
+    case secrets
+    /// The base image, resolved in its registry with the build's merged credentials.
+    case baseImage(reference: String, credentials: DockerConfig)
+    /// Push access to the target repository with the push secret's credential for its registry.
+    case pushAccess(target: String, credential: RegistryCredential?)
+    /// The current build's Job as the API has it (the cache may not show a Job just created).
+    case liveJob(name: String)
+    /// The Image named so in the ImageSpec's namespace, for publishing.
+    case publishedImage(String)
+    /// A slot in the base-change rebuild rate limit (taking it is the fetch).
+    case rebuildSlot
+}
+
+/// Facts the shell looked up. A nil field was not asked for yet.
+public struct ObservedFacts: Sendable, Hashable {
+    public var currentResourceVersion: String??
+    public var secrets: BuildSecrets?
+    public var baseImage: BaseImageAnswer?
+    public var pushAccess: PushAccessAnswer?
+    public var liveJob: Job??
+    /// The Image looked up for publishing (`.some(nil)`: there is none).
+    public var publishedImage: Image??
+    public var rebuildSlot: RebuildSlot?
+
+    public init() {}
+}
+
+/// What the operator remembers between passes about base-image checks (in memory only: after a
+/// restart a check is simply due again).
+public struct BaseImageCheckState: Sendable, Hashable {
+    public var lastCheck: Date?
+    /// A moved base digest whose rebuild waits for the old build's deletion.
+    public var pendingRebuild: String?
+
+    public init(lastCheck: Date? = nil, pendingRebuild: String? = nil) {
+        self.lastCheck = lastCheck
+        self.pendingRebuild = pendingRebuild
+    }
+}
+
+/// Changes to `BaseImageCheckState` the shell applies.
+public enum BaseImageCheckChange: Sendable, Hashable {
+    case checked(Date)
+    case pendingRebuild(String)
+    case clearPendingRebuild
+}
+
+/// Timing the decision follows.
+public struct ReconcilePolicy: Sendable, Hashable {
+    /// How soon an ImageSpec stalled on something outside it (a secret, a base image) is looked at again.
+    public var stalledRetryInterval: Duration
+    /// How long a completed Job's Pod may take to show its termination message (the digest).
+    public var digestGracePeriod: TimeInterval
+
+    public init(stalledRetryInterval: Duration = .seconds(60), digestGracePeriod: TimeInterval = 30) {
+        self.stalledRetryInterval = stalledRetryInterval
+        self.digestGracePeriod = digestGracePeriod
+    }
+}
+
+/// Everything one decision is made from.
+public struct ImageSpecObservation: Sendable {
+    public var imageSpec: ImageSpec
+    /// Jobs this ImageSpec owns (any hash), newest first.
+    public var ownedJobs: [Job]
+    /// A Job named like the current build that this ImageSpec does not own.
+    public var foreignJob: Job?
+    /// The newest Pod of each owned Job, by Job name.
+    public var pods: [String: Pod]
+    public var baseImageCheck: BaseImageCheckState
+    public var facts: ObservedFacts
+    public var config: OperatorConfig
+    public var policy: ReconcilePolicy
+    public var now: Date
+
+    public init(imageSpec: ImageSpec, ownedJobs: [Job] = [], foreignJob: Job? = nil, pods: [String: Pod] = [:],
+                baseImageCheck: BaseImageCheckState = BaseImageCheckState(), facts: ObservedFacts = ObservedFacts(),
+                config: OperatorConfig, policy: ReconcilePolicy = ReconcilePolicy(), now: Date) {
+        self.imageSpec = imageSpec
+        self.ownedJobs = ownedJobs
+        self.foreignJob = foreignJob
+        self.pods = pods
+        self.baseImageCheck = baseImageCheck
+        self.facts = facts
+        self.config = config
+        self.policy = policy
+        self.now = now
+    }
+}
+
+/// A write the shell performs.
+public enum BuildAction: Sendable, Hashable {
+    /// Creates the build's ConfigMap; one of that name with other content (a leftover) is replaced.
+    case ensureConfigMap(ConfigMap)
+    /// The same for the build's registry Secret.
+    case ensureSecret(Secret)
+    /// Creates the build Job. AlreadyExists means the cache is behind or an old build of that
+    /// name is still being deleted: the pass ends without writing status and looks again soon.
+    case createJob(Job)
+    /// Deletes a build Job (background propagation, preconditioned on its uid) and the build's
+    /// registry Secret.
+    case deleteJob(Job)
+    /// Deletes a build's ConfigMap.
+    case deleteConfigMap(name: String, namespace: String?)
+    /// Deletes a build's registry Secret (it holds push credentials) if the ImageSpec owns it.
+    case deleteRegistrySecret(name: String, namespace: String?)
+    case createImage(Image)
+    /// Updates an Image (whole object; a conflict retries the pass after a backoff).
+    case updateImage(Image)
+}
+
+/// An Event to record: one about a status transition once that status is written (a pass whose
+/// write conflicts records none; the next pass decides again); one about an action once the
+/// actions are performed (an action that was done stays done whatever the status write says).
+public struct DecidedEvent: Sendable, Hashable {
+    public var warning: Bool
+    public var reason: Reason
+    public var message: String
+    /// Recorded after the actions rather than after the status write.
+    public var aboutActions: Bool
+
+    public init(warning: Bool, reason: Reason, message: String, aboutActions: Bool = false) {
+        self.warning = warning
+        self.reason = reason
+        self.message = message
+        self.aboutActions = aboutActions
+    }
+}
+
+/// A build metric, counted once the status that records the transition is written.
+public enum BuildMetric: Sendable, Hashable {
+    case started
+    /// `result`: `succeeded`, `failed` or `cancelled`.
+    case finished(result: String, duration: TimeInterval?)
+}
+
+/// When to look again.
+public enum NextLook: Sendable, Hashable {
+    case done
+    case after(Duration)
+    /// Retry with the controller's per-key backoff (something outside is failing).
+    case backoff(String)
+}
+
+/// The decision of one pass.
+public struct ImageSpecDecision: Sendable, Hashable {
+    /// The status to write (the shell writes it only when it differs from the observed one).
+    public var status: ImageSpecStatus
+    /// Actions in order: the actions of one step are independent and may run concurrently; a
+    /// step starts when the one before it has finished.
+    public var steps: [[BuildAction]]
+    public var events: [DecidedEvent]
+    public var metrics: [BuildMetric]
+    public var baseImageCheckChanges: [BaseImageCheckChange]
+    /// Things worth a log line that change nothing.
+    public var notes: [String]
+    public var next: NextLook
+
+    /// Every action, in order.
+    public var actions: [BuildAction] { steps.flatMap { $0 } }
+}
+
+/// The outcome of deciding: a decision, or the facts still needed before one can be made.
+public enum DecisionOutcome: Sendable, Hashable {
+    case needs(Set<Fact>)
+    case decided(ImageSpecDecision)
+}
+
+/// The ImageSpec as the decision sees it: invalid (with why), or valid with its build identity.
+/// Computed once per pass; the shell reads the caches for the identity's Job name.
+public enum PreparedSpec: Sendable, Hashable {
+    case invalid(Reason, String)
+    case valid(ValidImageSpec, BuildIdentity)
+
+    public static func of(_ imageSpec: ImageSpec, config: OperatorConfig) -> PreparedSpec {
+        switch ImageSpecValidator.validate(imageSpec) {
+        case .failure(let failure):
+            return .invalid(.invalidSpec, "the spec is invalid: \(failure.summary(limit: 10))")
+        case .success(let spec):
+            do {
+                return .valid(spec, try BuildIdentity.of(spec, config: config))
+            } catch {
+                return .invalid(.invalidConfiguration, "the operator cannot build it: \(error)")
+            }
+        }
+    }
+
+    public var identity: BuildIdentity? {
+        if case .valid(_, let identity) = self { return identity }
+        return nil
+    }
+}
+
+extension ValidationFailure {
+    /// The first `limit` problems, one per line, and how many more there are.
+    public func summary(limit: Int) -> String {
+        let lines = problems.prefix(limit).map(\.description)
+        let more = problems.count > limit ? "\n(and \(problems.count - limit) more)" : ""
+        return lines.joined(separator: "\n") + more
+    }
+}
+
+/// The decision function.
+public enum ImageSpecDecider {
+    /// Decides one pass of `prepared` (from `PreparedSpec.of(observation.imageSpec, …)`).
+    public static func decide(_ prepared: PreparedSpec, _ observation: ImageSpecObservation) -> DecisionOutcome {
+        var decider = Decider(observation)
+        let step = decider.run(prepared)
+        switch step {
+        case .need(let facts): return .needs(facts)
+        case .stale(let after):
+            // Nothing of this pass stands: it worked from a stale cache.
+            return .decided(ImageSpecDecision(
+                status: observation.imageSpec.status ?? ImageSpecStatus(), steps: [], events: [], metrics: [],
+                baseImageCheckChanges: [], notes: [], next: .after(after)))
+        case .next(let next):
+            return .decided(ImageSpecDecision(
+                status: decider.status, steps: decider.steps.filter { !$0.isEmpty }, events: decider.events,
+                metrics: decider.metrics, baseImageCheckChanges: decider.checkChanges, notes: decider.notes, next: next))
+        }
+    }
+}
+
+/// One decision in progress.
+private struct Decider {
+    enum Step {
+        case need(Set<Fact>)
+        case stale(Duration)
+        case next(NextLook)
+    }
+
+    let observation: ImageSpecObservation
+    var status: ImageSpecStatus
+    var steps: [[BuildAction]] = []
+    var events: [DecidedEvent] = []
+    var metrics: [BuildMetric] = []
+    var checkChanges: [BaseImageCheckChange] = []
+    var notes: [String] = []
+
+    init(_ observation: ImageSpecObservation) {
+        self.observation = observation
+        self.status = observation.imageSpec.status ?? ImageSpecStatus()
+    }
+
+    var imageSpec: ImageSpec { observation.imageSpec }
+    var config: OperatorConfig { observation.config }
+    var facts: ObservedFacts { observation.facts }
+    var now: Date { observation.now }
+    var generation: Int64? { imageSpec.metadata.generation }
+    var namespace: String? { imageSpec.metadata.namespace }
+    var stalledRetry: NextLook { .after(observation.policy.stalledRetryInterval) }
+
+    // MARK: - The decision
+
+    mutating func run(_ prepared: PreparedSpec) -> Step {
+        let spec: ValidImageSpec
+        let identity: BuildIdentity
+        switch prepared {
+        case .invalid(let reason, let message):
+            stall(.failed, reason, message)
+            return .next(.done)
+        case .valid(let valid, let id):
+            (spec, identity) = (valid, id)
+        }
+        let jobName = identity.jobName
+        let current = observation.ownedJobs.first { $0.metadata.name == jobName }
+        if current == nil, let foreign = observation.foreignJob {
+            // A Job of that name that this ImageSpec does not own: a leftover of an earlier object of
+            // the same name (the garbage collector removes it) or someone else's.
+            let owner = foreign.metadata.controllerReference
+            let message = "Job \(jobName) exists but is not owned by this ImageSpec"
+                + (owner.map { " (its owner is \($0.kind) \($0.name), uid \($0.uid))" } ?? "")
+            setState(.pending, .reconciling(reason: Reason.waitingForOldBuild.rawValue, message: message), jobName: jobName)
+            return .next(.after(.seconds(10)))
+        }
+
+        if spec.spec.cancel == true {
+            return cancel(current, identity: identity)
+        }
+
+        if let job = current {
+            if let reason = rebuildReason(job: job, spec: spec) {
+                deleteBuild(job)
+                setState(.pending, .reconciling(reason: Reason.rebuilding.rawValue, message: reason), jobName: jobName)
+                events.append(DecidedEvent(warning: false, reason: .rebuilding, message: reason))
+                return .next(.after(.seconds(1)))
+            }
+            return follow(job, spec: spec, identity: identity)
+        }
+
+        // No Job for this hash. If this hash was already built (the Job since cleaned away), the
+        // result stands unless a rebuild was asked for.
+        if let record = status.builds?.first(where: { $0.jobName == jobName && $0.hash == identity.hash }),
+           let phase = BuildPhase(rawValue: record.phase), phase.isFinished, phase != .cancelled,
+           !rebuildRequested(since: record.startTime, spec: spec),
+           phase == .succeeded || status.observedGeneration == generation
+        {
+            return report(record: record, spec: spec, identity: identity)
+        }
+        return startBuild(spec, identity: identity)
+    }
+
+    /// Why an existing build of the current hash must be redone, if it must: PrimeHub's rebuild
+    /// trigger, an `updateTime` newer than the one the build was started for (Jobs from before
+    /// that was recorded compare with their creation time). Both sides are compared at the
+    /// precision recorded (whole seconds): a fractional `updateTime` (`…00.5Z`, as JavaScript
+    /// writes it) must not rebuild for ever.
+    func rebuildReason(job: Job, spec: ValidImageSpec) -> String? {
+        guard let updateTime = spec.spec.updateTime?.wholeSeconds else { return nil }
+        let builtFor = job.metadata.annotations?[MetadataKeys.updateTimeAnnotation].flatMap(KubeJSON.parseTimestamp)
+            ?? job.metadata.creationTimestamp
+        guard let builtFor, updateTime > builtFor.wholeSeconds else { return nil }
+        return "spec.updateTime (\(KubeJSON.formatTimestamp(updateTime))) is newer than build \(job.metadata.name ?? ""); building again"
+    }
+
+    /// The same trigger for a build whose Job is gone, against the build's recorded start.
+    func rebuildRequested(since start: Date?, spec: ValidImageSpec) -> Bool {
+        guard let updateTime = spec.spec.updateTime?.wholeSeconds, let start else { return false }
+        return updateTime > start.wholeSeconds
+    }
+
+    // MARK: - Cancel
+
+    mutating func cancel(_ cached: Job?, identity: BuildIdentity) -> Step {
+        let jobName = identity.jobName
+        var job = cached
+        let unfinished = status.builds?.first { $0.jobName == jobName && !(BuildPhase(rawValue: $0.phase)?.isFinished ?? true) }
+        if job == nil, unfinished != nil {
+            // The cache may not show a Job just created: ask the API before saying nothing runs.
+            guard let live = facts.liveJob else { return .need([.liveJob(name: jobName)]) }
+            if let live, live.metadata.controllerReference?.uid == imageSpec.metadata.uid { job = live }
+        }
+        if let job, !job.isFinished {
+            act([.deleteJob(job)])
+            var record = latestRecord(jobName: jobName, hash: identity.hash)
+            record.phase = BuildPhase.cancelled.rawValue
+            record.completionTime = now
+            record.reason = Reason.cancelled.rawValue
+            status.record(record, limit: config.historyLimit)
+            finished("cancelled", record)
+            stall(.cancelled, .cancelled, "build \(jobName) was cancelled (spec.cancel is true)", jobName: jobName)
+            return .next(.done)
+        }
+        if let job, job.condition("Complete") != nil {
+            // Nothing left to cancel: the build already succeeded.
+            return follow(job, spec: nil, identity: identity)
+        }
+        if var record = unfinished {
+            record.phase = BuildPhase.cancelled.rawValue
+            record.completionTime = record.completionTime ?? now
+            record.reason = Reason.cancelled.rawValue
+            status.record(record, limit: config.historyLimit)
+            finished("cancelled", record)
+        }
+        stall(.cancelled, .cancelled, "no build runs while spec.cancel is true", jobName: jobName)
+        return .next(.done)
+    }
+
+    // MARK: - Starting a build
+
+    mutating func startBuild(_ spec: ValidImageSpec, identity: BuildIdentity) -> Step {
+        let jobName = identity.jobName
+        guard let current = facts.currentResourceVersion, let secrets = facts.secrets else {
+            return .need([.currentResourceVersion, .secrets])
+        }
+        // Starting a build is the one step a stale cache must not cause.
+        guard current == imageSpec.metadata.resourceVersion else { return .stale(.milliseconds(100)) }
+
+        if case .missing(let message) = secrets.pull {
+            stall(.failed, .missingSecret, message, jobName: jobName)
+            return .next(stalledRetry)
+        }
+        if case .missing(let message) = secrets.push {
+            stall(.failed, .missingSecret, message, jobName: jobName)
+            return .next(stalledRetry)
+        }
+        let credentials: RegistryCredentials
+        do {
+            credentials = try RegistryCredentials.merge(push: secrets.push.secret, pull: secrets.pull.secret)
+        } catch {
+            stall(.failed, .invalidSecret, error.description, jobName: jobName)
+            return .next(stalledRetry)
+        }
+        if let pushSecret = secrets.push.secret, let host = ImageReference.parse(identity.targetImage)?.registry,
+           credentials.pushCredential(forRegistry: host) == nil
+        {
+            stall(.failed, .missingPushCredentials,
+                  "push secret \(pushSecret.metadata.name ?? "") in namespace \(namespace ?? "") has no credentials for registry \(host)",
+                  jobName: jobName)
+            return .next(stalledRetry)
+        }
+
+        // The base image and the push side, asked of their registries before anything runs.
+        guard let base = facts.baseImage, let push = facts.pushAccess else {
+            let registry = ImageReference.parse(identity.targetImage)?.registry
+            return .need([.baseImage(reference: spec.spec.baseImage, credentials: credentials.dockerConfig),
+                          .pushAccess(target: identity.targetImage, credential: registry.flatMap(credentials.pushCredential(forRegistry:)))])
+        }
+        let baseFacts: BaseImageFacts
+        switch base {
+        case .resolved(let resolved):
+            baseFacts = resolved
+        case .unreachable(let message):
+            setState(.pending, .reconciling(reason: Reason.baseImageUnreachable.rawValue, message: "\(message); retrying"), jobName: jobName)
+            return .next(.backoff(message))
+        case .unavailable(let message):
+            stall(.failed, .baseImageUnavailable, "base image \(spec.spec.baseImage): \(message)", jobName: jobName)
+            return .next(stalledRetry)
+        }
+        if !spec.conda.specs.isEmpty && !baseFacts.hasConda {
+            stall(.failed, .condaUnavailable,
+                  "conda packages are requested but base image \(spec.spec.baseImage) has no conda (no CONDA_DIR and no conda on its PATH)",
+                  jobName: jobName)
+            return .next(.done)
+        }
+        switch push {
+        case .granted: break
+        case .denied(let message):
+            stall(.failed, .pushDenied, message, jobName: jobName)
+            return .next(stalledRetry)
+        case .unknown(let message):
+            notes.append("could not check push access; building anyway: \(message)")
+        }
+        if !baseFacts.looksJupyterReady && status.observedGeneration != generation {
+            events.append(DecidedEvent(warning: true, reason: .jobSubmissionOnly, message:
+                "base image \(spec.spec.baseImage) does not look JupyterHub-ready (no notebook user or Jupyter environment); the image suits Job Submission only"))
+        }
+
+        let user: ImageUser
+        do {
+            user = try ImageUser(parsing: baseFacts.user)
+        } catch {
+            notes.append("base image user \(baseFacts.user) cannot be restored; the image ends as root")
+            user = .root
+        }
+        let plan: BuildPlan
+        do {
+            plan = try BuildPlanner.plan(BuildInputs(imageSpec: spec, config: config, baseImageUser: user,
+                                                     baseImageDigest: baseFacts.digest, credentials: credentials,
+                                                     identity: identity))
+        } catch {
+            stall(.failed, .invalidConfiguration, "the build cannot be planned: \(error)", jobName: jobName)
+            return .next(.done)
+        }
+        act([.ensureConfigMap(plan.configMap)] + (plan.registrySecret.map { [.ensureSecret($0)] } ?? []))
+        act([.createJob(plan.job)])
+
+        status.baseImageDigest = baseFacts.digest
+        status.startTime = now
+        status.completionTime = nil
+        status.record(BuildRecord(jobName: jobName, hash: identity.hash, phase: BuildPhase.pending.rawValue,
+                                  image: identity.targetImage, startTime: now),
+                      limit: config.historyLimit)
+        let message = "building \(identity.targetImage) in Job \(jobName) from \(spec.spec.baseImage)@\(baseFacts.digest)"
+        setState(.pending, .reconciling(reason: Reason.buildStarted.rawValue, message: message), jobName: jobName)
+        events.append(DecidedEvent(warning: false, reason: .buildStarted, message: message))
+        metrics.append(.started)
+        return .next(.done)
+    }
+
+    // MARK: - Following a build
+
+    mutating func follow(_ job: Job, spec: ValidImageSpec?, identity: BuildIdentity) -> Step {
+        let jobName = job.metadata.name ?? ""
+        let target = job.metadata.annotations?[MetadataKeys.targetImage] ?? identity.targetImage
+        let assessment = BuildAssessment.assess(
+            job: job, pod: observation.pods[jobName], now: now,
+            pendingTimeout: TimeInterval(config.builder.pendingTimeoutSeconds))
+        var record = latestRecord(jobName: jobName, hash: identity.hash)
+        if BuildPhase(rawValue: record.phase)?.isFinished == true, !job.isFinished,
+           let created = job.metadata.creationTimestamp, created > (record.completionTime ?? record.startTime ?? .distantPast)
+        {
+            // A Job newer than the recorded (finished) build of that name: a new run.
+            record = BuildRecord(jobName: jobName, hash: identity.hash, phase: BuildPhase.pending.rawValue, startTime: created)
+        }
+        record.startTime = record.startTime ?? job.metadata.creationTimestamp
+        record.image = target
+        let wasFinished = BuildPhase(rawValue: record.phase)?.isFinished == true
+        switch assessment {
+        case .pending(let message):
+            record.phase = BuildPhase.pending.rawValue
+            status.record(record, limit: config.historyLimit)
+            setState(.pending, .reconciling(reason: Reason.buildPending.rawValue, message: message), jobName: jobName)
+            // Look again when the Pod may have waited too long (Pod events bring news sooner).
+            let waiting = now.timeIntervalSince(job.metadata.creationTimestamp ?? now)
+            let left = TimeInterval(config.builder.pendingTimeoutSeconds) - waiting
+            return .next(.after(.seconds(min(30, max(1, left + 1)))))
+        case .running:
+            record.phase = BuildPhase.running.rawValue
+            status.record(record, limit: config.historyLimit)
+            setState(.running, .reconciling(reason: Reason.building.rawValue, message: "building \(target) in Job \(jobName)"),
+                     jobName: jobName)
+            return .next(.done)
+        case .stuck(let text, let message):
+            let reason = Reason(buildFailure: text)
+            act([.deleteJob(job)])
+            record.phase = BuildPhase.failed.rawValue
+            record.reason = reason.rawValue
+            record.completionTime = now
+            status.record(record, limit: config.historyLimit)
+            status.completionTime = now
+            if !wasFinished { finished("failed", record) }
+            stall(.failed, reason, "build \(jobName) was given up: \(message)", jobName: jobName)
+            return .next(.done)
+        case .failed(let text, let message, let completion):
+            let reason = Reason(buildFailure: text)
+            let firstTime = record.phase != BuildPhase.failed.rawValue
+            record.phase = BuildPhase.failed.rawValue
+            record.reason = reason.rawValue
+            record.completionTime = completion ?? now
+            status.record(record, limit: config.historyLimit)
+            status.completionTime = record.completionTime
+            if firstTime {
+                finished("failed", record)
+                act([.deleteRegistrySecret(name: jobName, namespace: job.metadata.namespace)])
+            }
+            stall(.failed, reason, "build \(jobName) failed: \(message)", jobName: jobName)
+            return .next(.done)
+        case .succeeded(nil, let completion)
+            where now.timeIntervalSince(completion ?? now) < observation.policy.digestGracePeriod:
+            // Done, but the Pod's termination message (the digest) is not in view yet: watches of
+            // Jobs and Pods deliver independently. Wait a little for it.
+            record.phase = BuildPhase.running.rawValue
+            status.record(record, limit: config.historyLimit)
+            setState(.running, .reconciling(reason: Reason.finishing.rawValue, message: "build \(jobName) completed; reading its digest"),
+                     jobName: jobName)
+            return .next(.after(.seconds(1)))
+        case .succeeded(let digest, let completion):
+            let firstTime = record.phase != BuildPhase.succeeded.rawValue
+            record.phase = BuildPhase.succeeded.rawValue
+            record.reason = nil
+            record.digest = digest ?? record.digest
+            record.completionTime = completion ?? now
+            status.record(record, limit: config.historyLimit)
+            if firstTime {
+                finished("succeeded", record)
+                act([.deleteRegistrySecret(name: jobName, namespace: job.metadata.namespace)])
+                events.append(DecidedEvent(warning: false, reason: .buildSucceeded,
+                                           message: "built and pushed \(target)\(digest.map { "@\($0)" } ?? "")"))
+            }
+            return report(record: record, spec: spec, identity: identity, target: target)
+        }
+    }
+
+    /// Reports a finished build recorded in the history (its Job may be gone).
+    mutating func report(record: BuildRecord, spec: ValidImageSpec?, identity: BuildIdentity, target: String? = nil) -> Step {
+        let target = target ?? identity.targetImage
+        guard BuildPhase(rawValue: record.phase) == .succeeded else {
+            stall(.failed, Reason(buildFailure: record.reason),
+                  status.conditions?[Condition.stalled]?.message ?? "build \(record.jobName) failed", jobName: record.jobName)
+            return .next(.done)
+        }
+        status.image = target
+        status.digest = record.digest
+        status.completionTime = record.completionTime
+        let digestText = record.digest.map { "@\($0)" } ?? ""
+        setState(.succeeded, .ready(reason: Reason.buildSucceeded.rawValue, message: "image \(target)\(digestText) is built"),
+                 jobName: record.jobName)
+        guard let spec else { return .next(.done) }
+        if case .need(let needed) = publish(spec, builtImage: target, jobName: record.jobName) { return .need(needed) }
+        pruneHistory(keeping: record.jobName)
+        return checkBaseImage(spec, record: record, identity: identity)
+    }
+
+    /// With the rebuild-on-base-change policy on: resolves the base tag again when a check is due,
+    /// and rebuilds (rate-limited) when it moved to another digest.
+    mutating func checkBaseImage(_ spec: ValidImageSpec, record: BuildRecord, identity: BuildIdentity) -> Step {
+        guard rebuildsOnBaseChange else { return .next(.done) }
+        let book = observation.baseImageCheck
+        let interval = TimeInterval(config.baseImages.checkIntervalSeconds)
+        if let moved = book.pendingRebuild {
+            // The old build was deleted on the previous pass; start the new one.
+            checkChanges.append(.clearPendingRebuild)
+            events.append(DecidedEvent(warning: false, reason: .baseImageChanged,
+                                       message: "base image \(spec.spec.baseImage) moved to \(moved); rebuilding"))
+            return startBuild(spec, identity: identity)
+        }
+        let due = (book.lastCheck ?? record.completionTime ?? now).addingTimeInterval(interval)
+        guard due <= now else { return .next(.after(.seconds(max(1, due.timeIntervalSince(now))))) }
+
+        guard let secrets = facts.secrets else { return .need([.secrets]) }
+        let checkAgain = NextLook.after(.seconds(interval))
+        let credentials: RegistryCredentials
+        switch (secrets.pull, secrets.push) {
+        case (.missing(let message), _), (_, .missing(let message)):
+            // The built image stays good; try again at the next interval.
+            notes.append("base image check failed: \(message)")
+            checkChanges.append(.checked(now))
+            return .next(checkAgain)
+        default:
+            do {
+                credentials = try RegistryCredentials.merge(push: secrets.push.secret, pull: secrets.pull.secret)
+            } catch {
+                notes.append("base image check failed: \(error)")
+                checkChanges.append(.checked(now))
+                return .next(checkAgain)
+            }
+        }
+        guard let base = facts.baseImage else {
+            return .need([.baseImage(reference: spec.spec.baseImage, credentials: credentials.dockerConfig)])
+        }
+        guard case .resolved(let resolved) = base else {
+            notes.append("base image check failed: \(base)")
+            checkChanges.append(.checked(now))
+            return .next(checkAgain)
+        }
+        guard resolved.digest != status.baseImageDigest else {
+            checkChanges.append(.checked(now))
+            return .next(checkAgain)
+        }
+        guard let slot = facts.rebuildSlot else { return .need([.rebuildSlot]) }
+        if case .fullUntil(let free) = slot {
+            notes.append("base image moved to \(resolved.digest); the rebuild waits for the rate limit")
+            return .next(.after(.seconds(max(1, free.timeIntervalSince(now)))))
+        }
+        checkChanges.append(.checked(now))
+        if let job = observation.ownedJobs.first(where: { $0.metadata.name == record.jobName }) {
+            checkChanges.append(.pendingRebuild(resolved.digest))
+            deleteBuild(job)
+            return .next(.after(.seconds(1)))
+        }
+        events.append(DecidedEvent(warning: false, reason: .baseImageChanged,
+                                   message: "base image \(spec.spec.baseImage) moved to \(resolved.digest); rebuilding"))
+        return startBuild(spec, identity: identity)
+    }
+
+    var rebuildsOnBaseChange: Bool {
+        switch imageSpec.metadata.annotations?[MetadataKeys.rebuildOnBaseChange] {
+        case "true": return true
+        case "false": return false
+        default: return config.baseImages.rebuildOnChange
+        }
+    }
+
+    // MARK: - Publishing and history
+
+    mutating func publish(_ spec: ValidImageSpec, builtImage: String, jobName: String) -> Step {
+        guard let name = ImagePublisher.imageName(of: spec) else { return .next(.done) }
+        guard let lookedUp = facts.publishedImage else { return .need([.publishedImage(name)]) }
+        let existing = lookedUp
+        if let existing, !ImagePublisher.isPublished(existing, from: spec) {
+            events.append(DecidedEvent(warning: true, reason: .publishSkipped,
+                                       message: "Image \(name) exists and was not published from this ImageSpec; it was left as it is",
+                                       aboutActions: true))
+            return .next(.done)
+        }
+        guard let image = ImagePublisher.publish(spec, builtImage: builtImage, jobName: jobName, config: config, existing: existing),
+              image != existing
+        else { return .next(.done) }
+        act([existing == nil ? .createImage(image) : .updateImage(image)])
+        events.append(DecidedEvent(warning: false, reason: .published,
+                                   message: "Image \(name) in PrimeHub's image list now points at \(builtImage)", aboutActions: true))
+        return .next(.done)
+    }
+
+    /// Deletes the Jobs (and build ConfigMaps) of older hashes beyond the history limit.
+    mutating func pruneHistory(keeping current: String) {
+        let older = observation.ownedJobs.filter { $0.metadata.name != current && $0.isFinished }
+        let keep = max(config.historyLimit - 1, 0)
+        var deletions: [BuildAction] = []
+        for job in older.dropFirst(keep) {
+            deletions.append(.deleteJob(job))
+            deletions.append(.deleteConfigMap(name: job.metadata.name ?? "", namespace: job.metadata.namespace))
+        }
+        act(deletions)
+    }
+
+    /// Removes a build so that it can start again under the same name.
+    mutating func deleteBuild(_ job: Job) {
+        act([.deleteJob(job), .deleteConfigMap(name: job.metadata.name ?? "", namespace: job.metadata.namespace)])
+    }
+
+    mutating func act(_ actions: [BuildAction]) {
+        if !actions.isEmpty { steps.append(actions) }
+    }
+
+    // MARK: - Status
+
+    mutating func finished(_ result: String, _ record: BuildRecord) {
+        let duration = record.startTime.flatMap { start in record.completionTime.map { $0.timeIntervalSince(start) } }
+        metrics.append(.finished(result: result, duration: duration.flatMap { $0 >= 0 ? $0 : nil }))
+    }
+
+    func latestRecord(jobName: String, hash: String) -> BuildRecord {
+        status.builds?.first { $0.jobName == jobName && !(BuildPhase(rawValue: $0.phase)?.isFinished ?? false) }
+            ?? status.builds?.first { $0.jobName == jobName }
+            ?? BuildRecord(jobName: jobName, hash: hash, phase: BuildPhase.pending.rawValue, startTime: now)
+    }
+
+    mutating func setState(_ phase: BuildPhase, _ state: ReconcileState, jobName: String? = nil) {
+        status.phase = phase.rawValue
+        if let jobName { status.jobName = jobName }
+        status.setState(state, generation: generation, now: now)
+    }
+
+    /// Stalled: cannot progress without a change. Records an Event when this is news.
+    mutating func stall(_ phase: BuildPhase, _ reason: Reason, _ message: String, jobName: String? = nil) {
+        let previous = status.conditions?[Condition.stalled]
+        setState(phase, .stalled(reason: reason.rawValue, message: message), jobName: jobName)
+        if previous?.isTrue != true || previous?.reason != reason.rawValue || previous?.message != message {
+            events.append(DecidedEvent(warning: phase != .cancelled, reason: reason, message: message))
+        }
+    }
+}
