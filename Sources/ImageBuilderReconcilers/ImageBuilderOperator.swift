@@ -62,6 +62,10 @@ public struct ImageBuilderOperator: Sendable {
             Watcher(client: client, Job.self, scope: WatchScope(namespace: $0, labelSelector: managedBy),
                     transform: StoreTransforms.summarizeJob)
         }
+        let recordWatchers = namespaces.map {
+            Watcher(client: client, ImageSpecJob.self, scope: WatchScope(namespace: $0, labelSelector: managedBy),
+                    transform: StoreTransforms.stripManagedFields)
+        }
         let podWatchers = namespaces.map {
             Watcher(client: client, Pod.self, scope: WatchScope(namespace: $0, labelSelector: managedBy),
                     transform: StoreTransforms.stripManagedFields)
@@ -72,7 +76,7 @@ public struct ImageBuilderOperator: Sendable {
         let reconciler = ImageSpecReconciler(
             client: client, config: config, registry: inspector,
             imageSpecs: StoreSet(specWatchers.map(\.store)), jobs: StoreSet(jobWatchers.map(\.store)),
-            pods: StoreSet(podWatchers.map(\.store)), events: events, stalledRetryInterval: options.stalledRetryInterval,
+            pods: StoreSet(podWatchers.map(\.store)), imageSpecJobs: StoreSet(recordWatchers.map(\.store)), events: events, stalledRetryInterval: options.stalledRetryInterval,
             logger: logger)
 
         let elector = options.leaderElection.map { LeaderElector(client: client, configuration: $0) }
@@ -80,6 +84,7 @@ public struct ImageBuilderOperator: Sendable {
                                     leaderElector: elector, eventRecorder: events, logger: logger)
         for watcher in specWatchers { controller.watch(watcher) }
         for watcher in jobWatchers { controller.owns(watcher, owner: ImageSpec.resourceType) }
+        for watcher in recordWatchers { controller.owns(watcher, owner: ImageSpec.resourceType) }
         // A build Pod names its ImageSpec in an annotation (from the Job's pod template); Pods of
         // older builds are traced through their Job, whose controller is the ImageSpec.
         let jobs = reconciler.jobs

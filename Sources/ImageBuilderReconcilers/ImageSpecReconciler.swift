@@ -21,6 +21,7 @@ public struct ImageSpecReconciler: Reconciler {
     public let imageSpecs: StoreSet<ImageSpec>
     public let jobs: StoreSet<Job>
     public let pods: StoreSet<Pod>
+    public let imageSpecJobs: StoreSet<ImageSpecJob>
     public let events: EventRecorder?
     let clock: @Sendable () -> Date
     let policy: ReconcilePolicy
@@ -33,7 +34,8 @@ public struct ImageSpecReconciler: Reconciler {
     static let maxFactRounds = 6
 
     public init(client: KubernetesClient, config: OperatorConfig, registry: any RegistryInspector,
-                imageSpecs: StoreSet<ImageSpec>, jobs: StoreSet<Job>, pods: StoreSet<Pod>, events: EventRecorder?,
+                imageSpecs: StoreSet<ImageSpec>, jobs: StoreSet<Job>, pods: StoreSet<Pod>,
+                imageSpecJobs: StoreSet<ImageSpecJob> = StoreSet([]), events: EventRecorder?,
                 stalledRetryInterval: Duration = .seconds(60), clock: @escaping @Sendable () -> Date = { Date() },
                 logger: Logger = Logger(label: "image-builder.reconciler")) {
         self.client = client
@@ -42,6 +44,7 @@ public struct ImageSpecReconciler: Reconciler {
         self.imageSpecs = imageSpecs
         self.jobs = jobs
         self.pods = pods
+        self.imageSpecJobs = imageSpecJobs
         self.events = events
         self.clock = clock
         self.policy = ReconcilePolicy(stalledRetryInterval: stalledRetryInterval)
@@ -75,6 +78,9 @@ public struct ImageSpecReconciler: Reconciler {
             throw ReconcileLoopError(message: "the decision kept asking for facts after \(Self.maxFactRounds) rounds")
         }
 
+        logger.debug("decided", metadata: [
+            "resourceVersion": "\(imageSpec.metadata.resourceVersion ?? "")", "jobs": "\(observation.ownedJobs.count)",
+            "actions": "\(decision.actions.map { "\($0)".prefix(40) })", "next": "\(decision.next)"])
         // Act.
         for step in decision.steps {
             if try await perform(step, owner: imageSpec) == .retryLater {
@@ -124,8 +130,10 @@ public struct ImageSpecReconciler: Reconciler {
                 foreign = named
             }
         }
+        let records = imageSpecJobs.list(namespace: namespace)
+            .filter { uid != nil && $0.metadata.controllerReference?.uid == uid }
         return ImageSpecObservation(
-            imageSpec: imageSpec, ownedJobs: owned, foreignJob: foreign, pods: pods,
+            imageSpec: imageSpec, ownedJobs: owned, foreignJob: foreign, pods: pods, imageSpecJobs: records,
             baseImageCheck: baseImageChecks.state(imageSpec.key), config: config, policy: policy, now: clock())
     }
 
@@ -270,6 +278,25 @@ public struct ImageSpecReconciler: Reconciler {
             try await ignoringGone { try await client.delete(ConfigMap.self, name: name, namespace: namespace) }
         case .deleteRegistrySecret(let name, let namespace):
             try await deleteRegistrySecret(name: name, namespace: namespace, owner: owner)
+        case .ensureImageSpecJob(let record):
+            do {
+                _ = try await client.create(record, options: write)
+            } catch let error as APIError where error.isAlreadyExists {
+                var existing = try await client.get(ImageSpecJob.self, name: record.metadata.name ?? "", namespace: record.metadata.namespace)
+                guard existing.spec != record.spec || existing.metadata.controllerReference?.uid != owner.metadata.uid else { break }
+                existing.spec = record.spec
+                existing.metadata.labels = record.metadata.labels
+                existing.metadata.annotations = (existing.metadata.annotations ?? [:]).merging(record.metadata.annotations ?? [:]) { $1 }
+                existing.metadata.ownerReferences = record.metadata.ownerReferences
+                _ = try await client.update(existing, options: write)
+            }
+        case .writeImageSpecJobStatus(let name, let namespace, let status):
+            let patch: JSONValue = ["status": try JSONValue(encoding: status)]
+            try await ignoringGone {
+                _ = try await client.patchStatus(ImageSpecJob.self, name: name, namespace: namespace, patch: .merge(patch))
+            }
+        case .deleteImageSpecJob(let name, let namespace):
+            try await ignoringGone { try await client.delete(ImageSpecJob.self, name: name, namespace: namespace) }
         case .createImage(let image):
             _ = try await client.create(image, options: write)
         case .updateImage(let image):

@@ -57,9 +57,31 @@ struct OperatorTests {
             let dockerConfig = String(decoding: secret.data?[".dockerconfigjson"] ?? Data(), as: UTF8.self)
             #expect(dockerConfig.contains(world.registry.host))
 
+            // PrimeHub's build record, as its console reads it: history by label, spec fields, status.
+            var record: ImageSpecJob?
+            try await eventually("ImageSpecJob \(jobName) is Pending") {
+                record = try? await world.client.get(ImageSpecJob.self, name: jobName, namespace: world.namespace)
+                return record?.status?.phase == "Pending"
+            }
+            let history = try await world.client.list(ImageSpecJob.self, namespace: world.namespace,
+                                                      options: ListOptions(labelSelector: "imagespecs.primehub.io/name=datasci"))
+            #expect(history.items.map { $0.metadata.name } == [jobName])
+            #expect(record?.metadata.labels?["app"] == "primehub-custom-image")
+            #expect(record?.metadata.annotations?["imagespecs.primehub.io/hash"] == hash)
+            #expect(record?.metadata.controllerReference?.uid == pending.metadata.uid)
+            #expect(record?.spec.baseImage == world.notebookBase)
+            #expect(record?.spec.targetImage == target)
+            #expect(record?.spec.packages.apt == ["curl"] && record?.spec.packages.pip == ["flask>=2"])
+            #expect(record?.spec.pushSecret == "registry-push")
+            #expect(record?.status?.podName == "")
+
             // The builder runs, then succeeds and reports its digest.
             try await world.startRunning(job)
             try await world.waitFor("datasci", "running") { $0.status?.phase == "Running" }
+            try await eventually("ImageSpecJob \(jobName) names the running build pod") {
+                record = try? await world.client.get(ImageSpecJob.self, name: jobName, namespace: world.namespace)
+                return record?.status?.phase == "Running" && record?.status?.podName == "\(jobName)-running"
+            }
             let digest = "sha256:" + String(repeating: "5e", count: 32)
             try await world.finish(job, exitCode: 0, message: digest)
             let ready = try await world.waitFor("datasci", "ready") { $0.isTrue(Condition.ready) }
@@ -71,6 +93,14 @@ struct OperatorTests {
             #expect(!ready.isTrue(Condition.reconciling) && !ready.isTrue(Condition.stalled))
             #expect(ready.status?.builds?.first?.phase == "Succeeded")
             #expect(ready.status?.builds?.first?.digest == digest)
+            try await eventually("ImageSpecJob \(jobName) is Succeeded with its finish time") {
+                record = try? await world.client.get(ImageSpecJob.self, name: jobName, namespace: world.namespace)
+                return record?.status?.phase == "Succeeded" && record?.status?.finishTime != nil
+            }
+            // podName follows the build's newest Pod (the finished one), whose log the console fetches.
+            let finalPod = try await world.client.get(Pod.self, name: record?.status?.podName ?? "", namespace: world.namespace)
+            #expect(finalPod.metadata.controllerReference?.uid == job.metadata.uid)
+            #expect(finalPod.status?.containerStatuses?.first?.state?.terminated?.exitCode == 0)
 
             // Published to PrimeHub's image list with the pull secret, never the push secret.
             var image: Image?

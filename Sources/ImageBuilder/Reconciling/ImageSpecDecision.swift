@@ -130,6 +130,8 @@ public struct ImageSpecObservation: Sendable {
     public var foreignJob: Job?
     /// The newest Pod of each owned Job, by Job name.
     public var pods: [String: Pod]
+    /// ImageSpecJobs (PrimeHub's build records) this ImageSpec owns.
+    public var imageSpecJobs: [ImageSpecJob]
     public var baseImageCheck: BaseImageCheckState
     public var facts: ObservedFacts
     public var config: OperatorConfig
@@ -137,12 +139,13 @@ public struct ImageSpecObservation: Sendable {
     public var now: Date
 
     public init(imageSpec: ImageSpec, ownedJobs: [Job] = [], foreignJob: Job? = nil, pods: [String: Pod] = [:],
-                baseImageCheck: BaseImageCheckState = BaseImageCheckState(), facts: ObservedFacts = ObservedFacts(),
+                imageSpecJobs: [ImageSpecJob] = [], baseImageCheck: BaseImageCheckState = BaseImageCheckState(), facts: ObservedFacts = ObservedFacts(),
                 config: OperatorConfig, policy: ReconcilePolicy = ReconcilePolicy(), now: Date) {
         self.imageSpec = imageSpec
         self.ownedJobs = ownedJobs
         self.foreignJob = foreignJob
         self.pods = pods
+        self.imageSpecJobs = imageSpecJobs
         self.baseImageCheck = baseImageCheck
         self.facts = facts
         self.config = config
@@ -167,6 +170,11 @@ public enum BuildAction: Sendable, Hashable {
     case deleteConfigMap(name: String, namespace: String?)
     /// Deletes a build's registry Secret (it holds push credentials) if the ImageSpec owns it.
     case deleteRegistrySecret(name: String, namespace: String?)
+    /// Creates PrimeHub's record of a build; one of that name with another spec is updated.
+    case ensureImageSpecJob(ImageSpecJob)
+    /// Writes an ImageSpecJob's status (phase, podName, startTime, finishTime) through `/status`.
+    case writeImageSpecJobStatus(name: String, namespace: String?, status: ImageSpecJob.Status)
+    case deleteImageSpecJob(name: String, namespace: String?)
     case createImage(Image)
     /// Updates an Image (whole object; a conflict retries the pass after a backoff).
     case updateImage(Image)
@@ -272,14 +280,39 @@ public enum ImageSpecDecider {
         switch step {
         case .need(let facts): return .needs(facts)
         case .stale(let after):
-            // Nothing of this pass stands: it worked from a stale cache.
-            return .decided(ImageSpecDecision(
-                status: observation.imageSpec.status ?? ImageSpecStatus(), steps: [], events: [], metrics: [],
-                baseImageCheckChanges: [], notes: [], next: .after(after)))
+            return decide(stale: observation, after: after)
         case .next(let next):
+            // Starting or removing a build is decided from a current ImageSpec only: the cache may
+            // not show the operator's own last status write yet, and a status write that then
+            // conflicts would lose what the action meant (a build given up would start again).
+            if decider.steps.joined().contains(where: \.startsOrRemovesBuild) {
+                guard let current = observation.facts.currentResourceVersion else { return .needs([.currentResourceVersion]) }
+                guard current == observation.imageSpec.metadata.resourceVersion else {
+                    return decide(stale: observation, after: .milliseconds(100))
+                }
+            }
             return .decided(ImageSpecDecision(
                 status: decider.status, steps: decider.steps.filter { !$0.isEmpty }, events: decider.events,
                 metrics: decider.metrics, baseImageCheckChanges: decider.checkChanges, notes: decider.notes, next: next))
+        }
+    }
+}
+
+extension ImageSpecDecider {
+    /// Nothing of this pass stands: it worked from a stale cache.
+    static func decide(stale observation: ImageSpecObservation, after: Duration) -> DecisionOutcome {
+        .decided(ImageSpecDecision(
+            status: observation.imageSpec.status ?? ImageSpecStatus(), steps: [], events: [], metrics: [],
+            baseImageCheckChanges: [], notes: [], next: .after(after)))
+    }
+}
+
+extension BuildAction {
+    /// Creates or deletes a build Job.
+    var startsOrRemovesBuild: Bool {
+        switch self {
+        case .createJob, .deleteJob: return true
+        default: return false
         }
     }
 }
@@ -401,6 +434,7 @@ private struct Decider {
             record.reason = Reason.cancelled.rawValue
             status.record(record, limit: config.historyLimit)
             finished("cancelled", record)
+            keepImageSpecJob(record, pod: observation.pods[jobName], spec: nil, identity: identity)
             stall(.cancelled, .cancelled, "build \(jobName) was cancelled (spec.cancel is true)", jobName: jobName)
             return .next(.done)
         }
@@ -505,8 +539,11 @@ private struct Decider {
             stall(.failed, .invalidConfiguration, "the build cannot be planned: \(error)", jobName: jobName)
             return .next(.done)
         }
-        act([.ensureConfigMap(plan.configMap)] + (plan.registrySecret.map { [.ensureSecret($0)] } ?? []))
-        act([.createJob(plan.job)])
+        let record = buildRecordObject(spec, identity: identity)
+        act([.ensureConfigMap(plan.configMap), .ensureImageSpecJob(record)] + (plan.registrySecret.map { [.ensureSecret($0)] } ?? []))
+        act([.createJob(plan.job),
+             .writeImageSpecJobStatus(name: identity.jobName, namespace: namespace,
+                                      status: ImageSpecJob.Status(phase: BuildPhase.pending.rawValue, podName: "", startTime: now))])
 
         status.baseImageDigest = baseFacts.digest
         status.startTime = now
@@ -524,6 +561,15 @@ private struct Decider {
     // MARK: - Following a build
 
     mutating func follow(_ job: Job, spec: ValidImageSpec?, identity: BuildIdentity) -> Step {
+        let step = followJob(job, spec: spec, identity: identity)
+        let jobName = job.metadata.name ?? ""
+        if let record = status.builds?.first(where: { $0.jobName == jobName }) {
+            keepImageSpecJob(record, pod: observation.pods[jobName], spec: spec, identity: identity)
+        }
+        return step
+    }
+
+    mutating func followJob(_ job: Job, spec: ValidImageSpec?, identity: BuildIdentity) -> Step {
         let jobName = job.metadata.name ?? ""
         let target = job.metadata.annotations?[MetadataKeys.targetImage] ?? identity.targetImage
         let assessment = BuildAssessment.assess(
@@ -724,13 +770,59 @@ private struct Decider {
         for job in older.dropFirst(keep) {
             deletions.append(.deleteJob(job))
             deletions.append(.deleteConfigMap(name: job.metadata.name ?? "", namespace: job.metadata.namespace))
+            deletions.append(.deleteImageSpecJob(name: job.metadata.name ?? "", namespace: job.metadata.namespace))
         }
         act(deletions)
     }
 
     /// Removes a build so that it can start again under the same name.
     mutating func deleteBuild(_ job: Job) {
-        act([.deleteJob(job), .deleteConfigMap(name: job.metadata.name ?? "", namespace: job.metadata.namespace)])
+        act([.deleteJob(job), .deleteConfigMap(name: job.metadata.name ?? "", namespace: job.metadata.namespace),
+             .deleteImageSpecJob(name: job.metadata.name ?? "", namespace: job.metadata.namespace)])
+    }
+
+    // MARK: - PrimeHub's build records (ImageSpecJobs)
+
+    /// PrimeHub's record of the build of `identity`, as PrimeHub's controller writes it: named like
+    /// the build, its labels and hash annotation, the spec fields its console reads, owned by the
+    /// ImageSpec so that it goes with it.
+    func buildRecordObject(_ spec: ValidImageSpec?, identity: BuildIdentity) -> ImageSpecJob {
+        var metadata = ObjectMeta(name: identity.jobName, namespace: namespace)
+        metadata.labels = identity.labels
+        metadata.annotations = [MetadataKeys.imageSpecHash: identity.hash]
+        if imageSpec.metadata.uid != nil { metadata.ownerReferences = [OwnerReference.controller(of: imageSpec)] }
+        let prefix: String? = {
+            if case .prefix(let prefix) = config.registry.push { return prefix }
+            return nil
+        }()
+        let source = spec?.spec ?? imageSpec.spec
+        return ImageSpecJob(metadata: metadata, spec: ImageSpecJob.Spec(
+            baseImage: source.baseImage, packages: source.packages, pullSecret: source.pullSecret,
+            pushSecret: config.registry.pushSecret ?? "", repoPrefix: prefix, targetImage: identity.targetImage,
+            updateTime: (source.updateTime ?? now).wholeSeconds))
+    }
+
+    /// Keeps the ImageSpecJob of `record`'s build current: created when missing (a build started
+    /// before records were kept), its status following the build and its Pod.
+    mutating func keepImageSpecJob(_ record: BuildRecord, pod: Pod?, spec: ValidImageSpec?, identity: BuildIdentity) {
+        let existing = observation.imageSpecJobs.first { $0.metadata.name == record.jobName }
+        if existing == nil, record.jobName == identity.jobName {
+            act([.ensureImageSpecJob(buildRecordObject(spec, identity: identity))])
+        } else if existing == nil {
+            return
+        }
+        let container = pod?.status?.containerStatuses?.first { $0.name == BuildPlanner.containerName }
+        let finished = BuildPhase(rawValue: record.phase)?.isFinished == true
+        let old = existing?.status
+        var wanted = ImageSpecJob.Status(
+            phase: record.phase, podName: pod?.metadata.name ?? old?.podName ?? "",
+            startTime: pod?.status?.startTime ?? old?.startTime ?? record.startTime,
+            finishTime: finished ? (container?.state?.terminated?.finishedAt ?? old?.finishTime ?? record.completionTime) : nil)
+        if let start = wanted.startTime { wanted.startTime = start.wholeSeconds }
+        if let finish = wanted.finishTime { wanted.finishTime = finish.wholeSeconds }
+        if old != wanted {
+            act([.writeImageSpecJobStatus(name: record.jobName, namespace: namespace, status: wanted)])
+        }
     }
 
     mutating func act(_ actions: [BuildAction]) {
