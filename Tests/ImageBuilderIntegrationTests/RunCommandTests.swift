@@ -57,12 +57,25 @@ struct RunCommandTests {
         try await eventually("/readyz answers 200 once the caches synced") { await get(base + "/readyz").0 == 200 }
         #expect(await get(base + "/healthz").0 == 200)
 
-        _ = try await world.create(world.imageSpec("from-cli"))
+        let created = try await world.create(world.imageSpec("from-cli"))
         let job = try await world.waitForBuild("from-cli")
         try await world.finish(job, exitCode: 0, message: "sha256:" + String(repeating: "9", count: 64))
         try await world.waitFor("from-cli", "ready") { $0.isTrue(Condition.ready) }
 
         let (status, metrics) = await get(base + "/metrics")
+        // One status write per pass at most: every change of the ImageSpec after its creation is a
+        // status write of the operator (nothing else writes it), each from one reconcile.
+        var writes = 0
+        let changes = try await world.client.watch(
+            ImageSpec.self, namespace: world.namespace,
+            options: WatchOptions(resourceVersion: created.metadata.resourceVersion, allowBookmarks: false, timeoutSeconds: 2,
+                                  fieldSelector: "metadata.name=from-cli"))
+        for try await change in changes {
+            if case .modified = change { writes += 1 }
+        }
+        let reconciles = Self.sum(of: "controller_runtime_reconcile_total", controller: "imagespec", in: metrics)
+        #expect(writes >= 2, "the status was written \(writes) times; pending and ready at least")
+        #expect(writes <= reconciles, "\(writes) status writes in \(reconciles) reconciles")
         #expect(status == 200)
         for name in ["controller_runtime_reconcile_total", "workqueue_adds_total", "rest_client_requests_total",
                      "leader_election_master_status", "image_builder_builds_total"] {
@@ -79,6 +92,13 @@ struct RunCommandTests {
         #expect((lease.spec?.holderIdentity ?? "").isEmpty, "the lease was not released")
         let lines = try String(contentsOfFile: logFile, encoding: .utf8).split(separator: "\n")
         #expect(lines.contains { $0.hasPrefix("{") && $0.contains("\"msg\":") && $0.contains("\"level\":") }, "JSON log lines expected")
+    }
+
+    /// The sum of a counter's samples for one controller in Prometheus text.
+    static func sum(of metric: String, controller: String, in text: String) -> Int {
+        text.split(separator: "\n").filter { $0.hasPrefix(metric + "{") && $0.contains("controller=\"\(controller)\"") }
+            .compactMap { $0.split(separator: " ").last.flatMap { Double($0) } }
+            .reduce(0) { $0 + Int($1) }
     }
 
     @Test func invalidConfigurationExitsWithTheFieldAndLine() async throws {

@@ -1,3 +1,4 @@
+import KubeTestSupport
 import CurlHTTP
 import Foundation
 import KubeClient

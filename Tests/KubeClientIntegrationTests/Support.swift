@@ -1,2 +1,2 @@
 // Shared with the other integration test targets.
-@_exported import KubeTestSupport
+import KubeTestSupport

@@ -1,3 +1,4 @@
+import KubeTestSupport
 import Foundation
 import KubeClient
 import KubeRuntime

@@ -5,6 +5,7 @@ struct ManualClock {
     mutating func advance(by duration: Duration) { now = now + duration }
 }
 
+import KubeTestSupport
 import Synchronization
 
 /// A value shared between test tasks.

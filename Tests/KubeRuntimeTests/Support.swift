@@ -1,4 +1,4 @@
-@_exported import KubeTestSupport
+import KubeTestSupport
 import CurlHTTP
 import Foundation
 import KubeClient

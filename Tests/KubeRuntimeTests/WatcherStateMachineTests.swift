@@ -1,3 +1,4 @@
+import KubeTestSupport
 import KubeClient
 import KubeTypes
 import Testing

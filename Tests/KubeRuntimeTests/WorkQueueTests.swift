@@ -1,3 +1,4 @@
+import KubeTestSupport
 import Synchronization
 import Testing
 

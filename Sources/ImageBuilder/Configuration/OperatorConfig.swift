@@ -59,7 +59,7 @@ public struct OperatorConfig: Sendable, Hashable {
     /// Rebuilding when a base image's tag moves to a new digest (off by default; an ImageSpec can
     /// opt in or out with the annotation `image-builder.primehub.io/rebuild-on-base-change`).
     public struct BaseImagePolicy: Sendable, Hashable {
-        public static let annotation = "image-builder.primehub.io/rebuild-on-base-change"
+        public static let annotation = MetadataKeys.rebuildOnBaseChange
 
         public var rebuildOnChange = false
         /// How often a built ImageSpec's base tag is resolved again.

@@ -78,21 +78,21 @@ public enum BuildPlanner {
     /// bits of installed files from being cleared.
     public static let capabilities = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "SETFCAP", "SETGID", "SETUID"]
 
-    public static let managedByLabel = "app.kubernetes.io/managed-by"
-    public static let managedByValue = "image-builder"
+    public static let managedByLabel = MetadataKeys.managedBy
+    public static let managedByValue = MetadataKeys.managedByValue
     /// PrimeHub's label and annotation on a build, kept for tools that read them.
-    public static let nameLabel = "imagespecs.primehub.io/name"
-    public static let hashAnnotation = "imagespecs.primehub.io/hash"
-    public static let imageSpecAnnotation = "image-builder.primehub.io/imagespec"
-    public static let targetImageAnnotation = "image-builder.primehub.io/target-image"
-    public static let hashImageLabel = "image-builder.primehub.io/spec-hash"
+    public static let nameLabel = MetadataKeys.imageSpecName
+    public static let hashAnnotation = MetadataKeys.imageSpecHash
+    public static let imageSpecAnnotation = MetadataKeys.imageSpec
+    public static let targetImageAnnotation = MetadataKeys.targetImage
+    public static let hashImageLabel = MetadataKeys.specHashImageLabel
     /// Image labels recording the base image reference as written and the digest it resolved to.
-    public static let baseImageLabel = "image-builder.primehub.io/base-image"
-    public static let baseDigestLabel = "image-builder.primehub.io/base-digest"
+    public static let baseImageLabel = MetadataKeys.baseImageLabel
+    public static let baseDigestLabel = MetadataKeys.baseDigestLabel
     /// The Job annotation recording the base image digest a build started from.
-    public static let baseDigestAnnotation = "image-builder.primehub.io/base-digest"
+    public static let baseDigestAnnotation = MetadataKeys.baseDigestAnnotation
     /// The Job annotation recording the `spec.updateTime` a build was started for (whole seconds).
-    public static let updateTimeAnnotation = "image-builder.primehub.io/update-time"
+    public static let updateTimeAnnotation = MetadataKeys.updateTimeAnnotation
 
     /// The target image of `imageSpec` under `destination`, checked to be a valid reference.
     public static func targetImage(name: String, hash: String, destination: PushDestination?) throws(PlanError) -> String {

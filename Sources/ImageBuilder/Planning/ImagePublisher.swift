@@ -4,7 +4,7 @@ import KubeTypes
 /// ImageSpec with `spec.publish`.
 public enum ImagePublisher {
     /// Annotation naming the ImageSpec (`namespace/name`) an Image is published from.
-    public static let sourceAnnotation = "image-builder.primehub.io/imagespec"
+    public static let sourceAnnotation = MetadataKeys.imageSpec
 
     /// The Image object's name: `publish.name`, or the ImageSpec's name.
     public static func imageName(of spec: ValidImageSpec) -> String? {

@@ -1,4 +1,5 @@
 import Crypto
+import RegistryTypes
 
 /// The spec hash, computed exactly as PrimeHub does so existing image tags stay valid:
 /// `hex(sha1(parts.joined(";")))` cut to 8 characters, where parts are the base image, then
@@ -31,7 +32,7 @@ public enum SpecHash {
 
     /// Lower-case hex SHA-1 of the UTF-8 bytes of `text`.
     static func sha1Hex(_ text: String) -> String {
-        Insecure.SHA1.hash(data: Array(text.utf8)).map { Quoting.hex(UInt32($0), width: 2) }.joined().lowercased()
+        Insecure.SHA1.hash(data: Array(text.utf8)).lowercaseHex
     }
 }
 
