@@ -41,6 +41,8 @@ public struct ImageBuilderOperator: Sendable {
     }
 
     public let controller: Controller<ImageSpecReconciler>
+    /// The Image path: Images that ask for a build (PrimeHub's "Build Custom Image").
+    public let imageController: Controller<ImageReconciler>
     public let manager: ControllerManager
     public let reconciler: ImageSpecReconciler
     public let leaderElector: LeaderElector?
@@ -54,7 +56,9 @@ public struct ImageBuilderOperator: Sendable {
             let list = options.namespaces.isEmpty ? config.watchNamespaces : options.namespaces
             return list.isEmpty ? [nil] : list.map { $0 }
         }()
-        let managedBy = "\(BuildPlanner.managedByLabel)=\(BuildPlanner.managedByValue)"
+        // Each path watches its own builds (PrimeHub's `app` label tells them apart).
+        let managedBy = "\(MetadataKeys.managedBy)=\(MetadataKeys.managedByValue),app=\(BuildSource.imageSpec.appLabel)"
+        let imageBuilds = "\(MetadataKeys.managedBy)=\(MetadataKeys.managedByValue),app=\(BuildSource.image.appLabel)"
         let specWatchers = namespaces.map {
             Watcher(client: client, ImageSpec.self, scope: WatchScope(namespace: $0), transform: StoreTransforms.stripManagedFields)
         }
@@ -71,6 +75,21 @@ public struct ImageBuilderOperator: Sendable {
                     transform: StoreTransforms.stripManagedFields)
         }
 
+        let imageWatchers = namespaces.map {
+            Watcher(client: client, Image.self, scope: WatchScope(namespace: $0), transform: StoreTransforms.stripManagedFields)
+        }
+        let imageJobWatchers = namespaces.map {
+            Watcher(client: client, Job.self, scope: WatchScope(namespace: $0, labelSelector: imageBuilds),
+                    transform: StoreTransforms.summarizeJob)
+        }
+        let imagePodWatchers = namespaces.map {
+            Watcher(client: client, Pod.self, scope: WatchScope(namespace: $0, labelSelector: imageBuilds),
+                    transform: StoreTransforms.stripManagedFields)
+        }
+        let imageRecordWatchers = namespaces.map {
+            Watcher(client: client, ImageSpecJob.self, scope: WatchScope(namespace: $0, labelSelector: imageBuilds),
+                    transform: StoreTransforms.stripManagedFields)
+        }
         let inspector = registry ?? LiveRegistryInspector(client: Self.registryClient(config: config, platform: options.platform))
         let events = EventRecorder(client: client, component: "image-builder")
         let reconciler = ImageSpecReconciler(
@@ -78,6 +97,12 @@ public struct ImageBuilderOperator: Sendable {
             imageSpecs: StoreSet(specWatchers.map(\.store)), jobs: StoreSet(jobWatchers.map(\.store)),
             pods: StoreSet(podWatchers.map(\.store)), imageSpecJobs: StoreSet(recordWatchers.map(\.store)), events: events, stalledRetryInterval: options.stalledRetryInterval,
             logger: logger)
+
+        let imageReconciler = ImageReconciler(
+            client: client, config: config, registry: inspector, images: StoreSet(imageWatchers.map(\.store)),
+            jobs: StoreSet(imageJobWatchers.map(\.store)), pods: StoreSet(imagePodWatchers.map(\.store)),
+            imageSpecJobs: StoreSet(imageRecordWatchers.map(\.store)), events: events,
+            stalledRetryInterval: options.stalledRetryInterval, logger: logger)
 
         let elector = options.leaderElection.map { LeaderElector(client: client, configuration: $0) }
         let controller = Controller(name: "imagespec", reconciler: reconciler, workers: max(options.workers, 1),
@@ -100,11 +125,29 @@ public struct ImageBuilderOperator: Sendable {
                 return [key]
             }
         }
+        // One event recorder, run (and flushed at shutdown) by the ImageSpec controller.
+        let imageController = Controller(name: "image", reconciler: imageReconciler, workers: max(options.workers, 1),
+                                         leaderElector: elector, eventRecorder: nil, logger: logger)
+        for watcher in imageWatchers { imageController.watch(watcher) }
+        for watcher in imageJobWatchers { imageController.owns(watcher, owner: Image.resourceType) }
+        for watcher in imageRecordWatchers { imageController.owns(watcher, owner: Image.resourceType) }
+        let imageJobs = imageReconciler.jobs
+        for watcher in imagePodWatchers {
+            imageController.watches(watcher) { pod in
+                guard let owner = pod.metadata.controllerReference, owner.kind == "Job",
+                      let job = imageJobs.get(name: owner.name, namespace: pod.metadata.namespace),
+                      let key = OwnerMapping.controllerOwnerKey(of: job.metadata, owner: Image.resourceType)
+                else { return [] }
+                return [key]
+            }
+        }
         let probes = options.probePort.map { ProbeServer(host: options.probeHost, port: $0) }
         let manager = ControllerManager(leaderElector: elector, probeServer: probes)
         manager.add(controller)
+        manager.add(imageController)
 
         self.controller = controller
+        self.imageController = imageController
         self.manager = manager
         self.reconciler = reconciler
         self.leaderElector = elector

@@ -12,57 +12,93 @@ import Synchronization
 /// Converges one ImageSpec: a thin I/O shell around `ImageSpecDecider`. Each pass reads the
 /// ImageSpec, its Jobs and the current build's Pod from the watch caches, fetches the facts the
 /// decision asks for (secrets, registry answers), performs the decided actions, writes the status
-/// once (conditional on the resourceVersion it was decided from: a conflict means "decide
-/// again"), then records the Events and metrics of the transition it wrote.
+/// once (a merge patch of `/status` conditional on the resourceVersion it was decided from: a
+/// conflict means "decide again"), then records the Events and metrics of the transition it wrote.
 public struct ImageSpecReconciler: Reconciler {
-    public let client: KubernetesClient
-    public let config: OperatorConfig
-    public let registry: any RegistryInspector
     public let imageSpecs: StoreSet<ImageSpec>
-    public let jobs: StoreSet<Job>
-    public let pods: StoreSet<Pod>
-    public let imageSpecJobs: StoreSet<ImageSpecJob>
-    public let events: EventRecorder?
-    let clock: @Sendable () -> Date
-    let policy: ReconcilePolicy
-    let baseImageChecks: BaseImageCheckBook
-    let logger: Logger
+    let shell: BuildShell
 
     /// The field manager name of the operator's writes.
-    public static let fieldManager = "image-builder"
-    /// Most fact-fetching rounds in one pass (the decision asks for at most a few in sequence).
-    static let maxFactRounds = 6
+    public static let fieldManager = BuildShell.fieldManager
+
+    public var jobs: StoreSet<Job> { shell.jobs }
 
     public init(client: KubernetesClient, config: OperatorConfig, registry: any RegistryInspector,
                 imageSpecs: StoreSet<ImageSpec>, jobs: StoreSet<Job>, pods: StoreSet<Pod>,
                 imageSpecJobs: StoreSet<ImageSpecJob> = StoreSet([]), events: EventRecorder?,
                 stalledRetryInterval: Duration = .seconds(60), clock: @escaping @Sendable () -> Date = { Date() },
                 logger: Logger = Logger(label: "image-builder.reconciler")) {
-        self.client = client
-        self.config = config
-        self.registry = registry
         self.imageSpecs = imageSpecs
-        self.jobs = jobs
-        self.pods = pods
-        self.imageSpecJobs = imageSpecJobs
-        self.events = events
-        self.clock = clock
-        self.policy = ReconcilePolicy(stalledRetryInterval: stalledRetryInterval)
-        self.baseImageChecks = BaseImageCheckBook(maxPerHour: config.baseImages.maxRebuildsPerHour)
-        self.logger = logger
+        self.shell = BuildShell(client: client, config: config, registry: registry, jobs: jobs, pods: pods,
+                                imageSpecJobs: imageSpecJobs, events: events, clock: clock,
+                                policy: ReconcilePolicy(stalledRetryInterval: stalledRetryInterval), logger: logger)
     }
 
     public func reconcile(_ key: ObjectKey) async throws -> ReconcileResult {
         guard let imageSpec = imageSpecs.get(key), imageSpec.metadata.deletionTimestamp == nil else {
             // Deleted: Kubernetes' garbage collector removes what it owned.
-            baseImageChecks.forget(key)
+            shell.baseImageChecks.forget(key)
             return .done
         }
+        let shell = self.shell
+        return try await shell.reconcile(
+            imageSpec, source: .imageSpec, about: ObjectReference(to: imageSpec),
+            currentVersion: {
+                try await shell.client.get(ImageSpec.self, name: imageSpec.metadata.name ?? "", namespace: imageSpec.metadata.namespace)
+                    .metadata.resourceVersion
+            },
+            writeStatus: { status in try await shell.patchStatus(status, of: imageSpec) })
+    }
+}
+
+/// The I/O shell every build path shares: it reads the caches, asks `ImageSpecDecider` (again
+/// while it needs facts), performs the actions, writes the status once through the path's writer
+/// and records what the written status says happened.
+struct BuildShell: Sendable {
+    let client: KubernetesClient
+    let config: OperatorConfig
+    let registry: any RegistryInspector
+    let jobs: StoreSet<Job>
+    let pods: StoreSet<Pod>
+    let imageSpecJobs: StoreSet<ImageSpecJob>
+    let events: EventRecorder?
+    let clock: @Sendable () -> Date
+    let policy: ReconcilePolicy
+    let baseImageChecks: BaseImageCheckBook
+    let logger: Logger
+
+    static let fieldManager = "image-builder"
+    /// Most fact-fetching rounds in one pass (the decision asks for at most a few in sequence).
+    static let maxFactRounds = 6
+
+    init(client: KubernetesClient, config: OperatorConfig, registry: any RegistryInspector, jobs: StoreSet<Job>,
+         pods: StoreSet<Pod>, imageSpecJobs: StoreSet<ImageSpecJob>, events: EventRecorder?,
+         clock: @escaping @Sendable () -> Date, policy: ReconcilePolicy, logger: Logger) {
+        self.client = client
+        self.config = config
+        self.registry = registry
+        self.jobs = jobs
+        self.pods = pods
+        self.imageSpecJobs = imageSpecJobs
+        self.events = events
+        self.clock = clock
+        self.policy = policy
+        self.baseImageChecks = BaseImageCheckBook(maxPerHour: config.baseImages.maxRebuildsPerHour)
+        self.logger = logger
+    }
+
+    /// One pass over `imageSpec` (an ImageSpec, or an Image's build request seen as one).
+    /// `currentVersion` reads the source object's resourceVersion from the API; `writeStatus`
+    /// writes the decided status and throws a Conflict when the object changed.
+    func reconcile(_ imageSpec: ImageSpec, source: BuildSource, about target: ObjectReference,
+                   currentVersion: @escaping @Sendable () async throws -> String?,
+                   writeStatus: @Sendable (ImageSpecStatus) async throws -> Void) async throws -> ReconcileResult {
+        let key = imageSpec.key
         var logger = self.logger
-        logger[metadataKey: "imagespec"] = "\(key)"
+        logger[metadataKey: source == .imageSpec ? "imagespec" : "image"] = "\(key)"
 
         // Read: decide, fetch what the decision asks for, decide again.
-        let prepared = PreparedSpec.of(imageSpec, config: config)
+        let prepared = PreparedSpec.of(imageSpec, config: config, source: source)
         var observation = observe(imageSpec, identity: prepared.identity)
         var decision: ImageSpecDecision?
         for _ in 0..<Self.maxFactRounds {
@@ -70,17 +106,17 @@ public struct ImageSpecReconciler: Reconciler {
             case .decided(let decided):
                 decision = decided
             case .needs(let facts):
-                observation.facts = try await fetch(facts, into: observation.facts, for: imageSpec)
+                observation.facts = try await fetch(facts, into: observation.facts, for: imageSpec, currentVersion: currentVersion)
             }
             if decision != nil { break }
         }
         guard let decision else {
             throw ReconcileLoopError(message: "the decision kept asking for facts after \(Self.maxFactRounds) rounds")
         }
-
         logger.debug("decided", metadata: [
             "resourceVersion": "\(imageSpec.metadata.resourceVersion ?? "")", "jobs": "\(observation.ownedJobs.count)",
             "actions": "\(decision.actions.map { "\($0)".prefix(40) })", "next": "\(decision.next)"])
+
         // Act.
         for step in decision.steps {
             if try await perform(step, owner: imageSpec) == .retryLater {
@@ -89,20 +125,20 @@ public struct ImageSpecReconciler: Reconciler {
         }
         baseImageChecks.apply(decision.baseImageCheckChanges, for: key)
         for note in decision.notes { logger.warning("\(note)") }
-        record(decision.events.filter(\.aboutActions), about: imageSpec, logger: logger)
+        record(decision.events.filter(\.aboutActions), about: target, logger: logger)
 
         // Write the status once; then what it records happened.
         if decision.status != (imageSpec.status ?? ImageSpecStatus()) {
             do {
-                try await writeStatus(decision.status, of: imageSpec)
+                try await writeStatus(decision.status)
             } catch let error as APIError where error.isConflict {
-                // The cache was behind: this pass worked from an older ImageSpec. Its actions stand
+                // The cache was behind: this pass worked from an older object. Its actions stand
                 // (they are idempotent); the decision is made again from the newer one.
                 logger.debug("status write conflicted; deciding again", metadata: ["error": "\(error)"])
                 return .requeue(after: .milliseconds(100))
             }
         }
-        record(decision.events.filter { !$0.aboutActions }, about: imageSpec, logger: logger)
+        record(decision.events.filter { !$0.aboutActions }, about: target, logger: logger)
         for metric in decision.metrics { BuildMetrics.record(metric) }
 
         switch decision.next {
@@ -150,11 +186,12 @@ public struct ImageSpecReconciler: Reconciler {
     }
 
     /// Fetches `needed` concurrently and adds the answers to `facts`.
-    func fetch(_ needed: Set<Fact>, into facts: ObservedFacts, for imageSpec: ImageSpec) async throws -> ObservedFacts {
+    func fetch(_ needed: Set<Fact>, into facts: ObservedFacts, for imageSpec: ImageSpec,
+               currentVersion: @escaping @Sendable () async throws -> String?) async throws -> ObservedFacts {
         var facts = facts
         let answers = try await withThrowingTaskGroup(of: FetchedFact.self) { group in
             for fact in needed {
-                group.addTask { try await fetch(fact, for: imageSpec) }
+                group.addTask { try await fetch(fact, for: imageSpec, currentVersion: currentVersion) }
             }
             var answers: [FetchedFact] = []
             for try await answer in group { answers.append(answer) }
@@ -184,12 +221,12 @@ public struct ImageSpecReconciler: Reconciler {
         case rebuildSlot(RebuildSlot)
     }
 
-    func fetch(_ fact: Fact, for imageSpec: ImageSpec) async throws -> FetchedFact {
+    func fetch(_ fact: Fact, for imageSpec: ImageSpec,
+               currentVersion: @Sendable () async throws -> String?) async throws -> FetchedFact {
         let namespace = imageSpec.metadata.namespace
         switch fact {
         case .currentResourceVersion:
-            let live = try await client.get(ImageSpec.self, name: imageSpec.metadata.name ?? "", namespace: namespace)
-            return .currentResourceVersion(live.metadata.resourceVersion)
+            return .currentResourceVersion(try await currentVersion())
         case .secrets:
             async let pull = secret(named: imageSpec.spec.pullSecret, role: "pull secret (spec.pullSecret)", namespace: namespace)
             async let push = secret(named: config.registry.pushSecret, role: "push secret (registry.pushSecret)", namespace: namespace)
@@ -341,7 +378,7 @@ public struct ImageSpecReconciler: Reconciler {
 
     /// A merge patch of `/status` conditional on the resourceVersion it was decided from, so a pass
     /// that worked from a stale cache cannot overwrite newer status (409 Conflict instead).
-    func writeStatus(_ status: ImageSpecStatus, of imageSpec: ImageSpec) async throws {
+    func patchStatus(_ status: ImageSpecStatus, of imageSpec: ImageSpec) async throws {
         var patch: JSONValue = ["status": try JSONValue(encoding: status)]
         if let resourceVersion = imageSpec.metadata.resourceVersion {
             patch["metadata"] = ["resourceVersion": .string(resourceVersion)]
@@ -350,9 +387,9 @@ public struct ImageSpecReconciler: Reconciler {
                                          patch: .merge(patch))
     }
 
-    func record(_ decided: [DecidedEvent], about imageSpec: ImageSpec, logger: Logger) {
+    func record(_ decided: [DecidedEvent], about target: ObjectReference, logger: Logger) {
         for event in decided {
-            events?.record(imageSpec, event.warning ? .warning : .normal, reason: event.reason.rawValue, message: event.message)
+            events?.record(about: target, event.warning ? .warning : .normal, reason: event.reason.rawValue, message: event.message)
             if event.warning {
                 logger.warning("\(event.reason.rawValue): \(event.message)")
             } else {

@@ -119,9 +119,7 @@ public enum BuildPlanner {
         var metadata = ObjectMeta(name: jobName, namespace: imageSpec.imageSpec.metadata.namespace)
         metadata.labels = identity.labels
         metadata.annotations = identity.annotations
-        if imageSpec.imageSpec.metadata.uid != nil {
-            metadata.ownerReferences = [OwnerReference.controller(of: imageSpec.imageSpec)]
-        }
+        if let owner = identity.owner { metadata.ownerReferences = [owner] }
 
         var data = context.allFiles
         if let bundle = config.registry.caBundle { data[caFile] = bundle }
@@ -152,7 +150,8 @@ public enum BuildPlanner {
         podSpec.priorityClassName = builder.priorityClassName
 
         let template = PodTemplateSpec(
-            metadata: ObjectMeta(labels: identity.labels, annotations: [hashAnnotation: hash, imageSpecAnnotation: identity.name]),
+            metadata: ObjectMeta(labels: identity.labels,
+                                 annotations: [identity.source.hashAnnotation: hash, imageSpecAnnotation: identity.name]),
             spec: podSpec)
         var jobMetadata = metadata
         if let digest = inputs.baseImageDigest { jobMetadata.annotations?[baseDigestAnnotation] = digest }

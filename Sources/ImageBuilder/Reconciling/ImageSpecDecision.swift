@@ -243,13 +243,13 @@ public enum PreparedSpec: Sendable, Hashable {
     case invalid(Reason, String)
     case valid(ValidImageSpec, BuildIdentity)
 
-    public static func of(_ imageSpec: ImageSpec, config: OperatorConfig) -> PreparedSpec {
+    public static func of(_ imageSpec: ImageSpec, config: OperatorConfig, source: BuildSource = .imageSpec) -> PreparedSpec {
         switch ImageSpecValidator.validate(imageSpec) {
         case .failure(let failure):
             return .invalid(.invalidSpec, "the spec is invalid: \(failure.summary(limit: 10))")
         case .success(let spec):
             do {
-                return .valid(spec, try BuildIdentity.of(spec, config: config))
+                return .valid(spec, try BuildIdentity.of(spec, config: config, source: source))
             } catch {
                 return .invalid(.invalidConfiguration, "the operator cannot build it: \(error)")
             }
@@ -376,7 +376,7 @@ private struct Decider {
 
         if let job = current {
             if let reason = rebuildReason(job: job, spec: spec) {
-                deleteBuild(job)
+                deleteBuild(job, identity: identity)
                 setState(.pending, .reconciling(reason: Reason.rebuilding.rawValue, message: reason), jobName: jobName)
                 events.append(DecidedEvent(warning: false, reason: .rebuilding, message: reason))
                 return .next(.after(.seconds(1)))
@@ -542,7 +542,7 @@ private struct Decider {
         let record = buildRecordObject(spec, identity: identity)
         act([.ensureConfigMap(plan.configMap), .ensureImageSpecJob(record)] + (plan.registrySecret.map { [.ensureSecret($0)] } ?? []))
         act([.createJob(plan.job),
-             .writeImageSpecJobStatus(name: identity.jobName, namespace: namespace,
+             .writeImageSpecJobStatus(name: identity.recordName, namespace: namespace,
                                       status: ImageSpecJob.Status(phase: BuildPhase.pending.rawValue, podName: "", startTime: now))])
 
         status.baseImageDigest = baseFacts.digest
@@ -725,7 +725,7 @@ private struct Decider {
         checkChanges.append(.checked(now))
         if let job = observation.ownedJobs.first(where: { $0.metadata.name == record.jobName }) {
             checkChanges.append(.pendingRebuild(resolved.digest))
-            deleteBuild(job)
+            deleteBuild(job, identity: identity)
             return .next(.after(.seconds(1)))
         }
         events.append(DecidedEvent(warning: false, reason: .baseImageChanged,
@@ -776,9 +776,10 @@ private struct Decider {
     }
 
     /// Removes a build so that it can start again under the same name.
-    mutating func deleteBuild(_ job: Job) {
-        act([.deleteJob(job), .deleteConfigMap(name: job.metadata.name ?? "", namespace: job.metadata.namespace),
-             .deleteImageSpecJob(name: job.metadata.name ?? "", namespace: job.metadata.namespace)])
+    mutating func deleteBuild(_ job: Job, identity: BuildIdentity) {
+        let name = job.metadata.name ?? ""
+        act([.deleteJob(job), .deleteConfigMap(name: name, namespace: job.metadata.namespace),
+             .deleteImageSpecJob(name: recordName(ofJob: name, identity: identity), namespace: job.metadata.namespace)])
     }
 
     // MARK: - PrimeHub's build records (ImageSpecJobs)
@@ -787,10 +788,10 @@ private struct Decider {
     /// the build, its labels and hash annotation, the spec fields its console reads, owned by the
     /// ImageSpec so that it goes with it.
     func buildRecordObject(_ spec: ValidImageSpec?, identity: BuildIdentity) -> ImageSpecJob {
-        var metadata = ObjectMeta(name: identity.jobName, namespace: namespace)
+        var metadata = ObjectMeta(name: identity.recordName, namespace: namespace)
         metadata.labels = identity.labels
-        metadata.annotations = [MetadataKeys.imageSpecHash: identity.hash]
-        if imageSpec.metadata.uid != nil { metadata.ownerReferences = [OwnerReference.controller(of: imageSpec)] }
+        metadata.annotations = identity.recordAnnotations
+        if let owner = identity.owner { metadata.ownerReferences = [owner] }
         let prefix: String? = {
             if case .prefix(let prefix) = config.registry.push { return prefix }
             return nil
@@ -805,7 +806,8 @@ private struct Decider {
     /// Keeps the ImageSpecJob of `record`'s build current: created when missing (a build started
     /// before records were kept), its status following the build and its Pod.
     mutating func keepImageSpecJob(_ record: BuildRecord, pod: Pod?, spec: ValidImageSpec?, identity: BuildIdentity) {
-        let existing = observation.imageSpecJobs.first { $0.metadata.name == record.jobName }
+        let name = recordName(ofJob: record.jobName, identity: identity)
+        let existing = observation.imageSpecJobs.first { $0.metadata.name == name }
         if existing == nil, record.jobName == identity.jobName {
             act([.ensureImageSpecJob(buildRecordObject(spec, identity: identity))])
         } else if existing == nil {
@@ -821,8 +823,13 @@ private struct Decider {
         if let start = wanted.startTime { wanted.startTime = start.wholeSeconds }
         if let finish = wanted.finishTime { wanted.finishTime = finish.wholeSeconds }
         if old != wanted {
-            act([.writeImageSpecJobStatus(name: record.jobName, namespace: namespace, status: wanted)])
+            act([.writeImageSpecJobStatus(name: name, namespace: namespace, status: wanted)])
         }
+    }
+
+    /// The ImageSpecJob of a build Job: named like it, except the current build of the Image path.
+    func recordName(ofJob jobName: String, identity: BuildIdentity) -> String {
+        jobName == identity.jobName ? identity.recordName : jobName
     }
 
     mutating func act(_ actions: [BuildAction]) {

@@ -62,6 +62,12 @@ public enum MetadataKeys {
     public static let imageSpecName = "imagespecs.primehub.io/name"
     /// PrimeHub's annotation with the spec hash of a build.
     public static let imageSpecHash = "imagespecs.primehub.io/hash"
+    /// PrimeHub's label and hash annotation of an Image's build ("Build Custom Image").
+    public static let imageName = "image.primehub.io/name"
+    public static let imageHash = "image.primehub.io/hash"
+    /// Image annotation holding the build state of the Image path (the Image's status has room
+    /// for PrimeHub's `jobCondition` only).
+    public static let imageBuildState = "image-builder.primehub.io/build-state"
     /// The ImageSpec a build object belongs to (names longer than a label value fit here).
     public static let imageSpec = "image-builder.primehub.io/imagespec"
     /// The image a build pushes.
