@@ -202,7 +202,7 @@ public struct ConfigFailure: Error, Sendable, Hashable, CustomStringConvertible 
 ///   timeout: 1h                     # or seconds
 ///   backoffLimit: 0
 ///   cacheRepo: REPO
-///   ephemeralStorage: 30Gi          # request and limit for the build's disk
+///   ephemeralStorage: 30Gi          # the build's disk: buildah emptyDir sizeLimit, kaniko request and limit
 ///   pendingTimeout: 10m             # give up a build whose Pod cannot start for this long
 ///   storageDriver: vfs              # buildah: vfs or overlay
 ///   seccompProfile: image-builder/buildah.json   # buildah: Localhost profile, or Unconfined
