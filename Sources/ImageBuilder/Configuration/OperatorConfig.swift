@@ -93,6 +93,7 @@ public struct OperatorConfig: Sendable, Hashable {
         /// The image the builder runs: `image`, or the strategy's default.
         public var effectiveImage: String { image ?? Self.defaultImage(for: strategy) }
 
+        /// The image a strategy runs when `builder.image` is not set.
         public static func defaultImage(for strategy: BuildStrategy) -> String {
             switch strategy {
             case .kaniko: return defaultKanikoImage

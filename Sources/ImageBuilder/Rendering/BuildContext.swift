@@ -55,6 +55,7 @@ public struct BuildContext: Sendable, Hashable {
     /// `--build-arg` values, in order.
     public var buildArgs: [BuildArg]
 
+    /// One `--build-arg NAME=VALUE`; the value may span lines (the package lists do).
     public struct BuildArg: Sendable, Hashable {
         public var name: String
         public var value: String
