@@ -230,7 +230,8 @@ struct BuildShell: Sendable {
         case .secrets:
             async let pull = secret(named: imageSpec.spec.pullSecret, role: "pull secret (spec.pullSecret)", namespace: namespace)
             async let push = secret(named: config.registry.pushSecret, role: "push secret (registry.pushSecret)", namespace: namespace)
-            return .secrets(BuildSecrets(pull: try await pull, push: try await push))
+            async let registryPull = secret(named: config.registry.pullSecret, role: "pull secret (registry.pullSecret)", namespace: namespace)
+            return .secrets(BuildSecrets(pull: try await pull, push: try await push, registryPull: try await registryPull))
         case .baseImage(let reference, let credentials):
             do {
                 return .baseImage(.resolved(try await registry.inspectBaseImage(reference, credentials: credentials)))

@@ -72,19 +72,18 @@ struct ImagePathTests {
             #expect(built.spec.displayName == "custom" && built.spec.type == "both")
 
             // rebuild: a newer updateTime (whole seconds, as the console writes it) builds again under the same name.
-            var rebuild = try await getImage(world, "custom")
-            rebuild.spec.imageSpec?.updateTime = Date().addingTimeInterval(5).wholeSeconds
-            rebuild.spec.imageSpec?.cancel = false
-            _ = try await world.client.update(rebuild)
+            // As the console does it: a patch of the request only (the operator writes the Image too).
+            let later = KubeJSON.formatTimestamp(Date().addingTimeInterval(5))
+            _ = try await world.client.patch(Image.self, name: "custom", namespace: world.namespace, patch: .merge(
+                ["spec": ["imageSpec": ["updateTime": .string(later), "cancel": false]]]))
             try await eventually("the build runs again in a new Job of the same name") {
                 guard let again = try await world.job(jobName) else { return false }
                 return again.metadata.uid != job.metadata.uid
             }
             _ = try await waitForImage(world, "custom", "rebuilding") { $0.status?.jobCondition.phase == "Pending" }
             // cancel of the rebuild before it ends: the Job goes, the phase is Cancelled, the last good url stays.
-            var cancel = try await getImage(world, "custom")
-            cancel.spec.imageSpec?.cancel = true
-            _ = try await world.client.update(cancel)
+            _ = try await world.client.patch(Image.self, name: "custom", namespace: world.namespace, patch: .merge(
+                ["spec": ["imageSpec": ["cancel": true]]]))
             let cancelled = try await waitForImage(world, "custom", "cancelled") { $0.status?.jobCondition.phase == "Cancelled" }
             #expect(cancelled.spec.url == target)
             try await eventually("the cancelled Job is deleted") { try await world.job(jobName) == nil }

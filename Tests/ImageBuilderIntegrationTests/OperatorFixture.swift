@@ -58,6 +58,8 @@ struct OperatorFixture {
         config.registry.pushSecret = "registry-push"
         config.registry.pullSecret = "registry-pull"
         config.registry.insecure = true  // the test registry speaks plain HTTP
+        // These tests read kaniko's flags; buildah is the default strategy.
+        config.builder.strategy = .kaniko
         config.builder.image = "gcr.io/kaniko-project/executor@sha256:" + String(repeating: "0", count: 64)
         configure(&config)
         return OperatorFixture(controlPlane: controlPlane, client: client, operatorClient: nil, namespace: namespace, registry: registry,

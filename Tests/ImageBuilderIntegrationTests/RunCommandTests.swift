@@ -37,6 +37,7 @@ struct RunCommandTests {
               pullSecret: registry-pull
               insecure: true
             builder:
+              strategy: kaniko
               image: gcr.io/kaniko-project/executor@sha256:\(String(repeating: "0", count: 64))
             """.write(toFile: configFile, atomically: true, encoding: .utf8)
         let port = try freeLoopbackPort()

@@ -100,4 +100,78 @@ import Testing
         #expect(assess(job(), nil, after: 5) == .pending(message: "waiting for the build pod to be created"))
         #expect(assess(job(), pod(ContainerState(running: ContainerStateRunning(startedAt: start)), phase: "Running")) == .running(since: start))
     }
+
+    /// kaniko writes the digest file before it pushes: a digest in the termination message of a
+    /// container that exited non-zero is a failed push, never a success.
+    @Test func aDigestWithAFailedExitIsAFailedPush() {
+        let failed = job([JobCondition(type: "Failed", status: "True", reason: "BackoffLimitExceeded", lastTransitionTime: start)])
+        let pushFailed = pod(ContainerState(terminated: ContainerStateTerminated(exitCode: 1, message: digest + "\n")))
+        guard case .failed(let reason, let message, _) = assess(failed, pushFailed) else {
+            Issue.record("expected a failure")
+            return
+        }
+        #expect(reason == "PushFailed")
+        #expect(message.contains(digest) && message.contains("exit code 1"))
+        // The log tail, fetched by the caller, is shown.
+        let log = "error pushing image: failed to push to destination registry.example.com/x:1: UNAUTHORIZED"
+        let withLog = BuildAssessment.assess(job: failed, pod: pushFailed, now: start.addingTimeInterval(10), pendingTimeout: 600, logTail: log)
+        guard case .failed(let reason2, let message2, _) = withLog else {
+            Issue.record("expected a failure")
+            return
+        }
+        #expect(reason2 == "PushFailed" && message2.hasSuffix(log))
+        // Before the Job controller caught up, too; and a Complete Job with exit code 1 has no digest.
+        #expect(assess(job(), pushFailed).phase == .failed)
+        let complete = job([JobCondition(type: "Complete", status: "True", lastTransitionTime: start)])
+        #expect(assess(complete, pushFailed) == .succeeded(digest: nil, completionTime: start))
+    }
+
+    func buildahPod(initState: ContainerState?, builder: ContainerState?) -> Pod {
+        var pod = Pod(metadata: ObjectMeta(name: "spec-abcd1234-xyz", namespace: "hub"),
+                      spec: PodSpec(containers: [Container(name: "build", image: "buildah:v1")]),
+                      status: PodStatus(phase: "Pending", containerStatuses: builder.map { [ContainerStatus(name: "build", state: $0)] }))
+        pod.spec?.initContainers = [Container(name: BuildPlanner.buildStepContainerName, image: "buildah:v1")]
+        pod.status?.initContainerStatuses = initState.map { [ContainerStatus(name: BuildPlanner.buildStepContainerName, state: $0)] }
+        pod.metadata.creationTimestamp = start
+        return pod
+    }
+
+    /// buildah's build step is an init container: while it runs the build is running (not stuck
+    /// in PodInitializing), its image problems are the builder image's, and its failures count.
+    @Test func buildahBuildStepInAnInitContainer() {
+        let initializing = ContainerState(waiting: ContainerStateWaiting(reason: "PodInitializing"))
+        let running = buildahPod(initState: ContainerState(running: ContainerStateRunning(startedAt: start)), builder: initializing)
+        #expect(assess(job(), running, after: 3000) == .running(since: start))
+
+        let pullBackOff = buildahPod(initState: ContainerState(waiting: ContainerStateWaiting(reason: "ImagePullBackOff", message: "Back-off")),
+                                     builder: initializing)
+        #expect(assess(job(), pullBackOff, after: 30) == .pending(message: "cannot pull the builder image buildah:v1 (ImagePullBackOff): Back-off"))
+        if case .stuck(let reason, _) = assess(job(), pullBackOff, after: 700) { #expect(reason == "BuilderImagePullFailed") } else {
+            Issue.record("an init container that cannot be pulled past the timeout is stuck")
+        }
+
+        let killed = buildahPod(initState: ContainerState(terminated: ContainerStateTerminated(exitCode: 137, reason: "OOMKilled")), builder: initializing)
+        let failed = job([JobCondition(type: "Failed", status: "True", reason: "BackoffLimitExceeded", lastTransitionTime: start)])
+        if case .failed(let reason, _, _) = assess(failed, killed) { #expect(reason == "OutOfMemory") } else {
+            Issue.record("an init container killed for memory is a failed build")
+        }
+    }
+
+    @Test func buildahFailuresSayWhereTheyFailed() {
+        let failed = job([JobCondition(type: "Failed", status: "True", reason: "BackoffLimitExceeded", lastTransitionTime: start)])
+        let cases: [(String, String)] = [
+            ("STEP 4/9: RUN apt-get update\nE: Unable to locate package nope\nError: building at STEP \"RUN apt-get update\": while running runtime: exit status 100\nimage-builder: the build failed (exit status 1); nothing was pushed", "BuildStepFailed"),
+            ("Error: creating build container: initializing source docker://nope:latest: reading manifest latest in docker.io/library/nope: requested access to the resource is denied", "BaseImagePullFailed"),
+            ("COMMIT registry.example.com/x:1\n\(BuildPlanner.pushMarker)registry.example.com/x:1\nGetting image source signatures\nError: writing blob: initiating layer upload: unauthorized: authentication required", "PushFailed"),
+        ]
+        for (log, reason) in cases {
+            let assessment = assess(failed, pod(ContainerState(terminated: ContainerStateTerminated(exitCode: 1, message: log))))
+            guard case .failed(let got, let message, _) = assessment else {
+                Issue.record("expected a failure for \(reason), got \(assessment)")
+                continue
+            }
+            #expect(got == reason, "\(log)")
+            #expect(message.contains("last log lines"))
+        }
+    }
 }

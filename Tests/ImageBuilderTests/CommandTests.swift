@@ -81,10 +81,11 @@ import Testing
         let result = try Self.run(["render", "-f", "examples/better-base-notebook.yaml", "--config", "examples/config.yaml", "--base-user", "1000", "-o", "json"])
         #expect(result.status == 0, "\(result.errors)")
         let json = try KubeJSON.decoder.decode(JSONValue.self, from: Data(result.output.utf8))
-        for key in ["hash", "targetImage", "dockerfile", "files", "manifests"] { #expect(json[key] != nil, "\(key)") }
+        for key in ["hash", "targetImage", "strategy", "dockerfile", "files", "buildArgs", "manifests"] { #expect(json[key] != nil, "\(key)") }
+        #expect(json["strategy"] == .string("buildah"))
         #expect(json["hash"] == .string("d5f58f5f"))
         #expect(json["targetImage"] == .string("registry.example.com:5000/primehub/better-base-notebook:d5f58f5f"))
-        #expect(json["files"]?["apt.txt"] == .string("curl\nvim\n"))
+        #expect(json["buildArgs"]?["IMAGE_BUILDER_APT_PACKAGES"] == .string("curl\nvim"))
         #expect(json["manifests"]?.arrayValue?.compactMap { $0["kind"]?.stringValue } == ["ConfigMap", "Job"])
     }
 
@@ -95,7 +96,8 @@ import Testing
         let text = try Self.run(["render", "-f", "examples/conda-channels.yaml", "--base-user", "1000"])
         #expect(text.status == 0)
         #expect(text.output.contains("==> Dockerfile <=="))
-        #expect(text.output.contains("==> conda-channels.txt <=="))
+        #expect(text.output.contains("==> build argument IMAGE_BUILDER_CONDA_CHANNELS <=="))
+        #expect(text.output.contains("Builder:      buildah (quay.io/buildah/stable:"))
     }
 
     @Test func renderRefusesInvalidInput() throws {

@@ -15,7 +15,9 @@ import Testing
         #expect(config.registry.pullSecret == "registry-pull")
         #expect(config.builder.timeoutSeconds == 5400)
         #expect(config.builder.cacheRepo == "registry.example.com:5000/primehub/cache")
-        #expect(config.builder.resources?.limits?["ephemeral-storage"] == "30Gi")
+        #expect(config.builder.ephemeralStorage == "30Gi")
+        #expect(config.builder.resourcesWithEphemeralStorage?.limits?["ephemeral-storage"] == "30Gi")
+        #expect(config.builder.strategy == .buildah)
         #expect(config.builder.resources?.requests?["cpu"] == "500m")
         #expect(config.builder.tolerations?.first?.key == "dedicated")
         #expect(config.historyLimit == 5)
@@ -30,7 +32,13 @@ import Testing
         #expect(loaded.config.registry.pushSecret == "primehub-push")
         #expect(loaded.config.registry.pullSecret == nil)
         #expect(loaded.config.builder.resources?.limits?["memory"] == "1500Mi")
-        #expect(loaded.config.builder.resources?.requests?["ephemeral-storage"] == "30Gi")
+        #expect(loaded.config.builder.ephemeralStorage == "30Gi")
+        #expect(loaded.config.builder.resourcesWithEphemeralStorage?.requests?["ephemeral-storage"] == "30Gi")
+        // PrimeHub's build image is a buildah image: it becomes the buildah strategy's image, and
+        // PrimeHub's insecureSkipVerify applies to every registry the build touches.
+        #expect(loaded.config.builder.strategy == .buildah)
+        #expect(loaded.config.builder.effectiveImage == "quay.io/buildah/stable:v1.28.0")
+        #expect(loaded.config.registry.insecureEverywhere == false)
         #expect(loaded.warnings.contains { $0.contains("jobSubmission") })
     }
 
@@ -85,6 +93,67 @@ import Testing
             Issue.record("expected success")
             return
         }
+    }
+
+    @Test func strategiesAndTheirKeys() throws {
+        let defaults = try Fixtures.config("")
+        #expect(defaults.builder.strategy == .buildah)
+        #expect(defaults.builder.effectiveImage == OperatorConfig.Builder.defaultBuildahImage)
+        #expect(defaults.builder.storageDriver == .vfs)
+        #expect(defaults.builder.seccompProfile == .localhost("image-builder/buildah.json"))
+        #expect(defaults.builder.privileged == false)
+        #expect(defaults.builder.isolatePushCredentials == true)
+        #expect(defaults.builder.pipBreakSystemPackages == false)
+
+        let kaniko = try Fixtures.config("builder: {strategy: kaniko}")
+        #expect(kaniko.builder.effectiveImage == OperatorConfig.Builder.defaultKanikoImage)
+        let buildah = try Fixtures.config("""
+            builder: {strategy: buildah, storageDriver: overlay, seccompProfile: Unconfined, privileged: true,
+                      isolatePushCredentials: false, pipBreakSystemPackages: true, image: quay.io/buildah/stable:v1.28.0}
+            """)
+        #expect(buildah.builder.storageDriver == .overlay)
+        #expect(buildah.builder.seccompProfile == .unconfined)
+        #expect(buildah.builder.privileged && buildah.builder.pipBreakSystemPackages && !buildah.builder.isolatePushCredentials)
+        #expect(try Fixtures.config("builder: {seccompProfile: profiles/b.json}").builder.seccompProfile == .localhost("profiles/b.json"))
+
+        // PrimeHub's buildah image carries over to buildah, and is ignored (with a warning) by kaniko.
+        guard case .success(let primeHub) = Self.load("customImage: {buildJob: {image: quay.io/buildah/stable:v1.28.0}, insecureSkipVerify: true}") else {
+            Issue.record("expected PrimeHub's keys to load")
+            return
+        }
+        #expect(primeHub.config.builder.effectiveImage == "quay.io/buildah/stable:v1.28.0")
+        #expect(primeHub.config.registry.insecureEverywhere && primeHub.config.registry.insecure)
+        guard case .success(let ignored) = Self.load("builder: {strategy: kaniko}\ncustomImage: {buildJob: {image: quay.io/buildah/stable:v1.28.0}}") else {
+            Issue.record("expected success")
+            return
+        }
+        #expect(ignored.config.builder.effectiveImage == OperatorConfig.Builder.defaultKanikoImage)
+        #expect(ignored.warnings.contains { $0.contains("customImage.buildJob.image") })
+        if case .success = Self.load("builder: {image: a.example.com/x:1}\ncustomImage: {buildJob: {image: b.example.com/y:2}}") {
+            Issue.record("a builder.image that disagrees with customImage.buildJob.image must be refused")
+        }
+
+        let yaml = """
+            builder:
+              strategy: podman
+              storageDriver: btrfs
+              seccompProfile: ../etc/profile.json
+              privileged: sometimes
+            """
+        guard case .failure(let failure) = Self.load(yaml) else {
+            Issue.record("expected problems")
+            return
+        }
+        let lines = failure.problems.map { $0.line(file: "c.yaml") }
+        for expected in ["c.yaml:2:13: builder.strategy: ", "c.yaml:3:18: builder.storageDriver: ", "c.yaml:5:15: builder.privileged: expected true or false"] {
+            #expect(lines.contains { $0.hasPrefix(expected) }, "\(expected)\n\(lines.joined(separator: "\n"))")
+        }
+        guard case .failure(let profile) = Self.load("builder:\n  seccompProfile: /etc/x.json\n") else {
+            Issue.record("an absolute seccomp profile must be refused")
+            return
+        }
+        #expect(profile.problems.map { $0.line(file: "c.yaml") }.first?.hasPrefix("c.yaml:2:19: builder.seccompProfile: a Localhost seccomp profile is a path relative") == true,
+                "\(profile.problems)")
     }
 
     @Test func durationsAndQuantities() throws {

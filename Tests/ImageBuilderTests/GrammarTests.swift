@@ -45,6 +45,33 @@ import Testing
         for text in Self.invalidPip { #expect(PackageGrammar.pipProblem(text) != nil, "\(text)") }
     }
 
+    /// PEP 440 specifiers as current pip reads them, each refusal with its reason.
+    static let validPEP440 = ["numpy==1.2.*", "numpy!=1.2.*", "numpy~=1.2", "numpy~=1.2.3", "numpy==1.0+local.7", "numpy!=2.0+cu118",
+                              "numpy===1.0-weird", "numpy>=1.0rc1", "numpy>=1.0.post1.dev2", "numpy>=1!2.0", "numpy>=v1.0", "numpy<2.0a1",
+                              "numpy>=1.0-1", "numpy==1.*"]
+    static let invalidPEP440: [(String, String)] = [
+        ("numpy>=1.*", "is allowed only with == and !="),
+        ("numpy<2.0.*", "is allowed only with == and !="),
+        ("numpy~=1.0.*", "is allowed only with == and !="),
+        ("numpy==1.2*", "a wildcard is '.*' after the release numbers"),
+        ("numpy==1.*.2", "a wildcard is '.*' after the release numbers"),
+        ("numpy~=1", "'~=' needs a version with at least two release numbers"),
+        ("numpy==1.0-", "is not a PEP 440 version"),
+        ("numpy>=1.0.", "is not a PEP 440 version"),
+        ("numpy>=1..0", "is not a PEP 440 version"),
+        ("numpy>1.0+local", "a local version (\"1.0+local\") is allowed only with ==, != and ==="),
+        ("numpy~=1.0+local", "a local version"),
+    ]
+
+    @Test func pep440() {
+        for text in Self.validPEP440 { #expect(PackageGrammar.pipProblem(text) == nil, "\(text): \(PackageGrammar.pipProblem(text) ?? "")") }
+        for (text, reason) in Self.invalidPEP440 {
+            let problem = PackageGrammar.pipProblem(text)
+            #expect(problem?.contains(reason) == true, "\(text): \(problem ?? "accepted")")
+            #expect(problem?.contains("PEP 440") == true, "\(text)")
+        }
+    }
+
     @Test func conda() {
         for text in Self.validConda { #expect(PackageGrammar.condaSpecProblem(text) == nil, "\(text): \(PackageGrammar.condaSpecProblem(text) ?? "")") }
         for text in Self.invalidConda {

@@ -17,6 +17,7 @@ import Testing
 
     @Test func jobFollowsTheIssue() throws {
         let plan = try Self.plan(config: {
+            $0.builder.strategy = .kaniko
             $0.builder.cacheRepo = "registry.example.com/ph/cache"
             $0.registry.insecure = true
             $0.registry.caBundle = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
@@ -53,7 +54,10 @@ import Testing
         #expect(pod.nodeSelector == ["pool": "builds"])
         #expect(pod.tolerations?.count == 1)
         #expect(pod.affinity != nil)
+        #expect(pod.initContainers == nil)
+        #expect(plan.strategy == .kaniko)
         let container = try #require(pod.containers.first)
+        #expect(container.image == OperatorConfig.Builder.defaultKanikoImage)
         #expect(container.name == BuildPlanner.containerName)
         #expect(container.terminationMessagePolicy == "FallbackToLogsOnError")
         #expect(container.securityContext?.privileged == false)
@@ -74,9 +78,10 @@ import Testing
         #expect(args.last == "--verbosity=debug")
         let mounts = container.volumeMounts ?? []
         #expect(mounts.contains(VolumeMount(name: "docker-config", mountPath: "/kaniko/.docker", readOnly: true)))
-        #expect(mounts.contains(VolumeMount(name: "context", mountPath: "/workspace/apt.txt", subPath: "apt.txt", readOnly: true)))
+        #expect(mounts.contains(VolumeMount(name: "context", mountPath: "/workspace/Dockerfile", subPath: "Dockerfile", readOnly: true)))
+        #expect(args.contains("--build-arg=IMAGE_BUILDER_APT_PACKAGES=curl"))
         #expect(pod.volumes?.first { $0.name == "docker-config" }?.secret?.items == [KeyToPath(key: ".dockerconfigjson", path: "config.json")])
-        #expect(plan.configMap.data?["apt.txt"] == "curl\n")
+        #expect(plan.configMap.data?.keys.sorted() == ["Dockerfile", "registry-ca.crt"])
         #expect(plan.configMap.data?["registry-ca.crt"]?.contains("BEGIN CERTIFICATE") == true)
         #expect(plan.configMap.immutable == true)
         #expect(plan.registrySecretName == "better-96ff7925")
@@ -84,9 +89,159 @@ import Testing
     }
 
     @Test func noSecretsNoDockerConfig() throws {
-        let plan = try Self.plan(spec: ImageSpecSpec(baseImage: "ubuntu"), config: { $0.registry.pushSecret = nil })
+        let plan = try Self.plan(spec: ImageSpecSpec(baseImage: "ubuntu"), config: { $0.registry.pushSecret = nil; $0.builder.strategy = .kaniko })
         #expect(plan.registrySecretName == nil)
         #expect(plan.job.spec?.template.spec?.volumes?.map(\.name) == ["context"])
+        let buildah = try Self.plan(spec: ImageSpecSpec(baseImage: "ubuntu"), config: { $0.registry.pushSecret = nil })
+        let pod = try #require(buildah.job.spec?.template.spec)
+        #expect(pod.volumes?.map(\.name) == ["context", "storage", "var-tmp", "run"])
+        #expect((pod.initContainers ?? []).allSatisfy { !($0.args ?? []).contains { $0.hasPrefix("--authfile") } })
+    }
+
+    @Test func kanikoEphemeralStorageAndInsecureEverywhere() throws {
+        let plan = try Self.plan(config: {
+            $0.builder.strategy = .kaniko
+            $0.builder.ephemeralStorage = "30Gi"
+            $0.registry.insecureEverywhere = true
+        })
+        let container = try #require(plan.job.spec?.template.spec?.containers.first)
+        #expect(container.resources?.requests?["ephemeral-storage"] == "30Gi")
+        #expect(container.resources?.limits?["ephemeral-storage"] == "30Gi")
+        for flag in ["--insecure", "--skip-tls-verify", "--insecure-pull", "--skip-tls-verify-pull"] {
+            #expect(container.args?.contains(flag) == true, "\(flag)")
+        }
+    }
+
+    /// The buildah Pod: a build step (init container) that never sees the push credentials, then
+    /// the builder container, the Pod's only one, which replays the build log and pushes.
+    @Test func buildahPodSeparatesTheBuildFromThePushCredentials() throws {
+        let push = Fixtures.secret("push", #"{"auths":{"registry.example.com":{"auth":"cHVzaDpzZWNyZXQ="}}}"#)
+        let pull = Fixtures.secret("pull", #"{"auths":{"quay.io":{"auth":"cHVsbDpwdWxs"}}}"#)
+        let registryPull = Fixtures.secret("registry-pull", #"{"auths":{"registry.example.com":{"auth":"cmVhZDpyZWFk"}}}"#)
+        let credentials = try RegistryCredentials.merge(push: push, pull: pull, registryPull: registryPull)
+        let plan = try Self.plan(config: {
+            $0.builder.ephemeralStorage = "30Gi"
+            $0.builder.resources = ResourceRequirements(limits: ["memory": "4Gi"])
+            $0.registry.caBundle = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+        }, credentials: credentials)
+        #expect(plan.strategy == .buildah)
+        let pod = try #require(plan.job.spec?.template.spec)
+        #expect(pod.containers.map(\.name) == [BuildPlanner.containerName])
+        let build = try #require(pod.initContainers?.first)
+        let builder = pod.containers[0]
+        #expect(pod.initContainers?.count == 1 && build.name == BuildPlanner.buildStepContainerName)
+
+        // Which volumes each container mounts: the push credentials only in the builder.
+        let volumes = Dictionary(uniqueKeysWithValues: (pod.volumes ?? []).map { ($0.name, $0) })
+        let buildVolumes = Set((build.volumeMounts ?? []).map(\.name))
+        let builderVolumes = Set((builder.volumeMounts ?? []).map(\.name))
+        #expect(!buildVolumes.contains("push-auth") && buildVolumes.contains("build-auth"))
+        #expect(builderVolumes.contains("push-auth") && !builderVolumes.contains("build-auth"))
+        for name in buildVolumes {
+            let items = volumes[name]?.secret?.items?.map(\.key) ?? []
+            #expect(!items.contains(RegistryCredentials.secretKey), "the build step mounts the push credentials through \(name)")
+        }
+        #expect(volumes["build-auth"]?.secret?.items == [KeyToPath(key: BuildPlanner.buildAuthKey, path: "auth.json")])
+        #expect(volumes["push-auth"]?.secret?.items == [KeyToPath(key: ".dockerconfigjson", path: "auth.json")])
+        // The build step's credentials: the ImageSpec's pull secret and the operator's pull
+        // secret, not the push secret's password.
+        let secret = try #require(plan.registrySecret)
+        let buildAuth = String(decoding: try #require(secret.data?[BuildPlanner.buildAuthKey]), as: UTF8.self)
+        #expect(buildAuth == #"{"auths":{"quay.io":{"auth":"cHVsbDpwdWxs"},"registry.example.com":{"auth":"cmVhZDpyZWFk"}}}"#)
+        #expect(!buildAuth.contains("cHVzaDpzZWNyZXQ="))
+        #expect(String(decoding: try #require(secret.data?[".dockerconfigjson"]), as: UTF8.self).contains("cHVzaDpzZWNyZXQ="))
+
+        // Storage, scratch and /run are emptyDirs; the build's disk is the storage sizeLimit.
+        #expect(volumes["storage"]?.emptyDir == EmptyDirVolumeSource(sizeLimit: "30Gi"))
+        #expect(volumes["run"]?.emptyDir == EmptyDirVolumeSource(medium: "Memory"))
+        #expect(volumes["var-tmp"]?.emptyDir == EmptyDirVolumeSource())
+        for container in [build, builder] {
+            let mounts = Dictionary(uniqueKeysWithValues: (container.volumeMounts ?? []).map { ($0.mountPath, $0.name) })
+            #expect(mounts["/var/lib/containers"] == "storage" && mounts["/var/tmp"] == "var-tmp" && mounts["/run"] == "run")
+            #expect(container.resources == ResourceRequirements(limits: ["memory": "4Gi"]))
+            #expect(container.terminationMessagePolicy == "FallbackToLogsOnError")
+            #expect(container.image == OperatorConfig.Builder.defaultBuildahImage)
+            // The narrowest security context that worked (see README, "What buildah needs").
+            let context = try #require(container.securityContext)
+            #expect(context.runAsUser == 0 && context.privileged == false && context.allowPrivilegeEscalation == false)
+            #expect(context.readOnlyRootFilesystem == true)
+            #expect(context.capabilities == Capabilities(add: ["SETFCAP", "SETGID", "SETUID"], drop: ["ALL"]))
+            #expect(context.seccompProfile == SeccompProfile(type: "Localhost", localhostProfile: "image-builder/buildah.json"))
+        }
+
+        // The build: buildah's flags, then the push after a successful build only, with the
+        // digest written by buildah push.
+        let args = build.args ?? []
+        #expect(Array(args.prefix(3)) == ["--storage-driver=vfs", "build", "--isolation=chroot"])
+        for flag in ["--file=/workspace/Dockerfile", "--tag=registry.example.com/ph/images:better-96ff7925",
+                     "--authfile=/etc/image-builder/build-auth/auth.json", "--cert-dir=/etc/image-builder/certs",
+                     "--label=image-builder.primehub.io/spec-hash=96ff7925"] {
+            #expect(args.contains(flag), "\(flag)")
+        }
+        #expect(args.last == "/workspace")
+        #expect(!args.contains("--tls-verify=false"))
+        #expect(builder.args == ["registry.example.com/ph/images:better-96ff7925", "--storage-driver=vfs", "push",
+                                 "--digestfile=/dev/termination-log", "--retry=3", "--authfile=/etc/image-builder/push-auth/auth.json",
+                                 "--cert-dir=/etc/image-builder/certs"])
+        #expect(builder.command?.prefix(2) == ["/bin/sh", "-c"])
+        let mounts = Dictionary(uniqueKeysWithValues: (build.volumeMounts ?? []).map { ($0.mountPath, $0.subPath) })
+        #expect(mounts["/etc/image-builder/certs/ca.crt"] == "registry-ca.crt")
+        #expect(mounts["/etc/image-builder/registries.conf"] == "registries.conf")
+        #expect(build.env?.contains(EnvVar(name: "CONTAINERS_REGISTRIES_CONF", value: "/etc/image-builder/registries.conf")) == true)
+    }
+
+    @Test func buildahOptions() throws {
+        let plan = try Self.plan(config: {
+            $0.builder.cacheRepo = "registry.example.com/ph/cache"
+            $0.builder.storageDriver = .overlay
+            $0.builder.seccompProfile = .unconfined
+            $0.registry.insecure = true
+            $0.registry.insecureRegistries = ["base.example.com:5000"]
+            $0.builder.extraArgs = ["--jobs=2"]
+        })
+        let pod = try #require(plan.job.spec?.template.spec)
+        let build = try #require(pod.initContainers?.first)
+        let args = build.args ?? []
+        #expect(args.first == "--storage-driver=overlay")
+        #expect(args.suffix(5) == ["--layers", "--cache-from=registry.example.com/ph/cache", "--cache-to=registry.example.com/ph/cache",
+                                   "--jobs=2", "/workspace"])
+        #expect(build.securityContext?.seccompProfile == SeccompProfile(type: "Unconfined"))
+        #expect(build.securityContext?.capabilities?.add == ["SETFCAP", "SETGID", "SETUID"])
+        // Insecure registries are marked one by one, not with --tls-verify=false.
+        let conf = try #require(plan.configMap.data?["registries.conf"])
+        #expect(conf.contains("unqualified-search-registries = [\"docker.io\"]"))
+        #expect(conf.contains("[[registry]]\nlocation = \"base.example.com:5000\"\ninsecure = true"))
+        #expect(conf.contains("[[registry]]\nlocation = \"registry.example.com\"\ninsecure = true"))
+        #expect(!args.contains("--tls-verify=false"))
+
+        let everywhere = try Self.plan(config: { $0.registry.insecureEverywhere = true })
+        let everywherePod = try #require(everywhere.job.spec?.template.spec)
+        #expect(everywherePod.initContainers?.first?.args?.contains("--tls-verify=false") == true)
+        #expect(everywherePod.containers.first?.args?.contains("--tls-verify=false") == true)
+
+        // The privileged fallback.
+        let privileged = try Self.plan(config: { $0.builder.privileged = true })
+        let context = try #require(privileged.job.spec?.template.spec?.containers.first?.securityContext)
+        #expect(context.privileged == true && context.capabilities == nil && context.seccompProfile == nil)
+        #expect(context.allowPrivilegeEscalation == nil)
+
+        // One container, build and push, when push credentials need not be isolated.
+        let combined = try Self.plan(config: { $0.builder.isolatePushCredentials = false })
+        let combinedPod = try #require(combined.job.spec?.template.spec)
+        #expect(combinedPod.initContainers == nil)
+        #expect(combinedPod.containers.map(\.name) == [BuildPlanner.containerName])
+        let container = combinedPod.containers[0]
+        #expect(container.args?.first == combined.targetImage)
+        #expect(container.args?.contains("--authfile=/etc/image-builder/push-auth/auth.json") == true)
+        #expect(combinedPod.volumes?.contains { $0.name == "build-auth" } == false)
+    }
+
+    @Test func cacheCredentialsForTheBuildStep() throws {
+        let push = Fixtures.secret("push", #"{"auths":{"registry.example.com":{"auth":"cHVzaA=="},"cache.example.com":{"auth":"Y2FjaGU="}}}"#)
+        let credentials = try RegistryCredentials.merge(push: push, pull: nil)
+        #expect(credentials.buildStepConfig(cacheRegistry: nil).entries.isEmpty)
+        #expect(credentials.buildStepConfig(cacheRegistry: "cache.example.com").entries.map(\.host) == ["cache.example.com"])
+        #expect(credentials.buildStepConfig(cacheRegistry: "other.example.com").entries.isEmpty)
     }
 
     @Test func mergedCredentials() throws {

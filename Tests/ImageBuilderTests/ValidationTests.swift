@@ -31,6 +31,24 @@ import Testing
         ])
     }
 
+    @Test func pipVersionsThatPipRejectsAreRefusedWithFieldAndReason() {
+        let report = Self.check("""
+            apiVersion: primehub.io/v1alpha1
+            kind: ImageSpec
+            metadata: {name: demo}
+            spec:
+              baseImage: ubuntu
+              packages:
+                pip: [flask, "numpy>=1.*", "scipy~=1", "pandas>1.0+local"]
+            """)
+        let lines = report.diagnostics.map { $0.line(file: "f.yaml") }
+        #expect(lines == [
+            "f.yaml:7:18: spec.packages.pip[1]: not a valid pip requirement (PEP 508): a wildcard version (\"1.*\") is allowed only with == and != (PEP 440) (got \"numpy>=1.*\")",
+            "f.yaml:7:32: spec.packages.pip[2]: not a valid pip requirement (PEP 508): '~=' needs a version with at least two release numbers, such as ~=1.0 (PEP 440), not \"1\" (got \"scipy~=1\")",
+            "f.yaml:7:44: spec.packages.pip[3]: not a valid pip requirement (PEP 508): a local version (\"1.0+local\") is allowed only with ==, != and === (PEP 440) (got \"pandas>1.0+local\")",
+        ], "\(lines.joined(separator: "\n"))")
+    }
+
     @Test func otherKindsAreSkipped() {
         let report = Self.check("""
             apiVersion: v1

@@ -27,18 +27,36 @@ public struct OperatorConfig: Sendable, Hashable {
         /// Other registries (of base images) that speak plain HTTP or whose certificates are not
         /// verified, as `host[:port]`.
         public var insecureRegistries: [String] = []
+        /// Every registry the build touches is insecure (PrimeHub's `customImage.insecureSkipVerify`,
+        /// which its buildah build applies to every registry): buildah `--tls-verify=false`,
+        /// kaniko `--insecure --skip-tls-verify --insecure-pull --skip-tls-verify-pull`.
+        public var insecureEverywhere = false
 
         public init() {}
     }
 
     public struct Builder: Sendable, Hashable {
-        public static let defaultImage = "gcr.io/kaniko-project/executor:v1.23.2"
+        /// The default kaniko executor: the osscontainertools fork (upstream kaniko was archived in
+        /// June 2025), pinned by tag because no digest could be established offline (see README).
+        public static let defaultKanikoImage = "docker.io/martizih/kaniko:v1.27.6"
+        /// The default buildah image (Red Hat's, the one upstream publishes; PrimeHub's chart sets
+        /// its own through `customImage.buildJob.image`).
+        public static let defaultBuildahImage = "quay.io/buildah/stable:v1.43.4"
+        /// The default Localhost seccomp profile, relative to the kubelet's seccomp root
+        /// (`/var/lib/kubelet/seccomp`); `deploy/seccomp/buildah.json` is its content.
+        public static let defaultSeccompProfile = "image-builder/buildah.json"
 
-        /// The kaniko executor image; pin it by digest.
-        public var image = Builder.defaultImage
-        /// Extra kaniko flags, appended last.
+        /// Which builder runs the build; decides the builder container's image, command, mounts,
+        /// volumes and security context. Default buildah.
+        public var strategy = BuildStrategy.buildah
+        /// The builder image; nil for the strategy's default (`defaultImage(for:)`). Pin it by digest.
+        public var image: String?
+        /// Extra builder flags, appended last (kaniko flags, or `buildah build` flags).
         public var extraArgs: [String] = []
         public var resources: ResourceRequirements?
+        /// The build's disk. kaniko: the ephemeral-storage request and limit of the container.
+        /// buildah: the `sizeLimit` of the emptyDir at `/var/lib/containers` (as PrimeHub does).
+        public var ephemeralStorage: String?
         public var nodeSelector: [String: String]?
         public var tolerations: [Toleration]?
         public var affinity: JSONValue?
@@ -47,13 +65,76 @@ public struct OperatorConfig: Sendable, Hashable {
         /// The Job's `activeDeadlineSeconds`.
         public var timeoutSeconds: Int64 = 3600
         public var backoffLimit: Int32 = 0
-        /// Layer cache repository (`--cache=true --cache-repo=…`).
+        /// Layer cache repository (kaniko `--cache-repo`; buildah `--layers --cache-from/--cache-to`).
         public var cacheRepo: String?
         /// How long a build Pod may wait for something that needs a person (an image it cannot
         /// pull, a missing secret, no node that fits) before the build is given up.
         public var pendingTimeoutSeconds: Int64 = 600
+        /// buildah's storage driver: vfs (default, works everywhere) or overlay (faster, needs a
+        /// kernel that allows overlay mounts in a user namespace).
+        public var storageDriver = StorageDriver.vfs
+        /// buildah's seccomp profile: a Localhost profile (default), or Unconfined for nodes
+        /// without the profile. Ignored when `privileged`.
+        public var seccompProfile = SeccompSetting.localhost(Builder.defaultSeccompProfile)
+        /// buildah: run the builder privileged (the fallback for nodes where user namespaces are
+        /// not available). Off by default.
+        public var privileged = false
+        /// buildah: build in an init container that never sees the push credentials, and push from
+        /// the builder container (whose log then replays the build log once the build ends). Off:
+        /// build and push in one container, with a live log, and the build can read the push
+        /// credentials. Default on. kaniko always builds and pushes in one process.
+        public var isolatePushCredentials = true
+        /// With pip packages and a base image whose Python is externally managed (PEP 668): install
+        /// with `--break-system-packages` (true) or fail early saying what to do (false, default).
+        public var pipBreakSystemPackages = false
 
         public init() {}
+
+        /// The image the builder runs: `image`, or the strategy's default.
+        public var effectiveImage: String { image ?? Self.defaultImage(for: strategy) }
+
+        /// The image a strategy runs when `builder.image` is not set.
+        public static func defaultImage(for strategy: BuildStrategy) -> String {
+            switch strategy {
+            case .kaniko: return defaultKanikoImage
+            case .buildah: return defaultBuildahImage
+            }
+        }
+
+        /// `builder.ephemeralStorage` as the kaniko container's request and limit, merged into
+        /// `resources` (an ephemeral-storage value already there wins).
+        public var resourcesWithEphemeralStorage: ResourceRequirements? {
+            guard let storage = ephemeralStorage else { return resources }
+            var merged = resources ?? ResourceRequirements()
+            for keyPath in [\ResourceRequirements.requests, \ResourceRequirements.limits] {
+                var list = merged[keyPath: keyPath] ?? [:]
+                list["ephemeral-storage"] = list["ephemeral-storage"] ?? storage
+                merged[keyPath: keyPath] = list
+            }
+            return merged
+        }
+    }
+
+    /// The builder that runs a build.
+    public enum BuildStrategy: String, Sendable, Hashable, CaseIterable {
+        /// kaniko's executor: no shell, builds in its own root filesystem, root with a few capabilities.
+        case kaniko
+        /// `buildah build --isolation=chroot`: root in a user namespace, three capabilities, a
+        /// seccomp profile that allows `unshare` and `mount`.
+        case buildah
+    }
+
+    /// buildah's storage driver (`buildah --storage-driver`).
+    public enum StorageDriver: String, Sendable, Hashable, CaseIterable {
+        case vfs, overlay
+    }
+
+    /// The seccomp profile of the buildah containers.
+    public enum SeccompSetting: Sendable, Hashable {
+        /// A Localhost profile, by its path under the kubelet's seccomp root.
+        case localhost(String)
+        /// No seccomp filter: for nodes where the profile cannot be installed.
+        case unconfined
     }
 
     /// Rebuilding when a base image's tag moves to a new digest (off by default; an ImageSpec can
@@ -110,7 +191,8 @@ public struct ConfigFailure: Error, Sendable, Hashable, CustomStringConvertible 
 ///   caBundle: PEM                   # certificates to trust
 ///   insecureRegistries: [HOST:PORT] # base-image registries on plain HTTP / unverified TLS
 /// builder:
-///   image: gcr.io/kaniko-project/executor:v1.23.2   # pin by digest
+///   strategy: buildah               # or kaniko
+///   image: IMAGE                    # default: the strategy's; pin by digest
 ///   extraArgs: [--flag=value]
 ///   resources: {requests: {cpu: 500m, memory: 1Gi}, limits: {memory: 4Gi}}
 ///   nodeSelector: {}
@@ -121,8 +203,13 @@ public struct ConfigFailure: Error, Sendable, Hashable, CustomStringConvertible 
 ///   timeout: 1h                     # or seconds
 ///   backoffLimit: 0
 ///   cacheRepo: REPO
-///   ephemeralStorage: 30Gi          # request and limit for the build's disk
+///   ephemeralStorage: 30Gi          # the build's disk: buildah emptyDir sizeLimit, kaniko request and limit
 ///   pendingTimeout: 10m             # give up a build whose Pod cannot start for this long
+///   storageDriver: vfs              # buildah: vfs or overlay
+///   seccompProfile: image-builder/buildah.json   # buildah: Localhost profile, or Unconfined
+///   privileged: false               # buildah: the fallback without user namespaces
+///   isolatePushCredentials: true    # buildah: build in an init container without push credentials
+///   pipBreakSystemPackages: false   # pip into a PEP 668 externally managed Python
 /// baseImages:
 ///   rebuildOnChange: false          # rebuild when a base tag moves to a new digest
 ///   checkInterval: 24h              # how often built ImageSpecs' base tags are resolved again
@@ -130,7 +217,7 @@ public struct ConfigFailure: Error, Sendable, Hashable, CustomStringConvertible 
 /// historyLimit: 5
 /// customImage:                      # PrimeHub's keys, accepted as they are
 ///   pushRepo, pushRepoPrefix, pushSecretName, insecureSkipVerify,
-///   buildJob: {resources, ephemeralStorage, nodeSelector, tolerations, affinity}
+///   buildJob: {image, resources, ephemeralStorage, nodeSelector, tolerations, affinity}
 /// ```
 ///
 /// A PrimeHub controller configuration carries over: its other top-level keys are ignored with a
@@ -164,6 +251,7 @@ public enum OperatorConfigLoader {
             "insecureRegistries": .array(of: .string(checks: [.registryHost])),
         ]),
         "builder": .object([
+            "strategy": .string(enum: OperatorConfig.BuildStrategy.allCases.map(\.rawValue)),
             "image": .string(checks: [.imageReference]),
             "extraArgs": .array(of: .string(checks: [.commandLineOption])),
             "resources": resources,
@@ -177,6 +265,11 @@ public enum OperatorConfigLoader {
             "cacheRepo": .string(checks: [.repository]),
             "ephemeralStorage": .intOrString(checks: [.quantity]),
             "pendingTimeout": .intOrString(checks: [.duration]),
+            "storageDriver": .string(enum: OperatorConfig.StorageDriver.allCases.map(\.rawValue)),
+            "seccompProfile": .string(),
+            "privileged": .boolean(),
+            "isolatePushCredentials": .boolean(),
+            "pipBreakSystemPackages": .boolean(),
         ]),
         "baseImages": .object([
             "rebuildOnChange": .boolean(),
@@ -190,6 +283,7 @@ public enum OperatorConfigLoader {
             "pushSecretName": .string(),
             "insecureSkipVerify": .boolean(),
             "buildJob": Schema.object([
+                "image": .string(checks: [.imageReference]),
                 "resources": resources,
                 "ephemeralStorage": .intOrString(checks: [.quantity]),
                 "nodeSelector": .map(of: .string()),
@@ -229,9 +323,6 @@ public enum OperatorConfigLoader {
         for key in (root["customImage"]?.objectValue ?? [:]).keys.sorted() where !knownPrimeHub.contains(key) {
             warnings.append("ignoring customImage.\(key)")
         }
-        if root.value(at: "customImage", "buildJob", "image") != nil {
-            warnings.append("ignoring customImage.buildJob.image (PrimeHub's buildah image); set builder.image for the kaniko executor")
-        }
         guard problems.isEmpty else { return .failure(failure(problems, document)) }
 
         config.watchNamespaces = root["watchNamespaces"]?.arrayValue?.compactMap(\.stringValue) ?? []
@@ -252,6 +343,7 @@ public enum OperatorConfigLoader {
         config.registry.pushSecret = reader.pick("registry", "pushSecret", twin: "customImage", "pushSecretName")?.stringValue
         config.registry.pullSecret = root.value(at: "registry", "pullSecret")?.stringValue
         config.registry.insecure = reader.pick("registry", "insecure", twin: "customImage", "insecureSkipVerify")?.boolValue ?? false
+        config.registry.insecureEverywhere = root.value(at: "customImage", "insecureSkipVerify")?.boolValue ?? false
         config.registry.caBundle = root.value(at: "registry", "caBundle")?.stringValue
         config.registry.insecureRegistries = root.value(at: "registry", "insecureRegistries")?.arrayValue?.compactMap(\.stringValue) ?? []
         if let bundle = config.registry.caBundle, !bundle.contains("-----BEGIN CERTIFICATE-----") {
@@ -260,20 +352,44 @@ public enum OperatorConfigLoader {
 
         // Builder.
         var builder = OperatorConfig.Builder()
-        if let image = root.value(at: "builder", "image")?.stringValue { builder.image = image }
-        if !builder.image.contains("@") {
-            warnings.append("builder.image \(builder.image) is not pinned by digest (image@sha256:…)")
+        if let name = root.value(at: "builder", "strategy")?.stringValue, let strategy = OperatorConfig.BuildStrategy(rawValue: name) {
+            builder.strategy = strategy
+        }
+        let primeHubImage = root.value(at: "customImage", "buildJob", "image").flatMap(Reader.nonEmpty)
+        if builder.strategy == .buildah {
+            // PrimeHub's build image is a buildah image: it carries over as the buildah strategy's.
+            builder.image = reader.pick("builder", "image", twin: "customImage", "buildJob", "image")?.stringValue
+        } else {
+            builder.image = root.value(at: "builder", "image")?.stringValue
+            if primeHubImage != nil {
+                warnings.append("ignoring customImage.buildJob.image (PrimeHub's buildah image) because builder.strategy is kaniko; set builder.image for the kaniko executor")
+            }
+        }
+        if !builder.effectiveImage.contains("@") {
+            warnings.append("builder.image \(builder.effectiveImage) is not pinned by digest (image@sha256:…)")
         }
         builder.extraArgs = root.value(at: "builder", "extraArgs")?.arrayValue?.compactMap(\.stringValue) ?? []
         builder.resources = reader.pick("builder", "resources", twin: "customImage", "buildJob", "resources").flatMap(resourceRequirements)
-        if let storage = reader.pick("builder", "ephemeralStorage", twin: "customImage", "buildJob", "ephemeralStorage")?.scalarText {
-            var resources = builder.resources ?? ResourceRequirements()
-            for keyPath in [\ResourceRequirements.requests, \ResourceRequirements.limits] {
-                var list = resources[keyPath: keyPath] ?? [:]
-                list["ephemeral-storage"] = list["ephemeral-storage"] ?? storage
-                resources[keyPath: keyPath] = list
+        builder.ephemeralStorage = reader.pick("builder", "ephemeralStorage", twin: "customImage", "buildJob", "ephemeralStorage")?.scalarText
+        if let driver = root.value(at: "builder", "storageDriver")?.stringValue, let value = OperatorConfig.StorageDriver(rawValue: driver) {
+            builder.storageDriver = value
+        }
+        if let profile = root.value(at: "builder", "seccompProfile")?.stringValue {
+            if profile == "Unconfined" {
+                builder.seccompProfile = .unconfined
+            } else if let reason = seccompProfileProblem(profile) {
+                problems.append(ValidationProblem(FieldPath("builder.seccompProfile"), reason, value: profile))
+            } else {
+                builder.seccompProfile = .localhost(profile)
             }
-            builder.resources = resources
+        }
+        if let privileged = root.value(at: "builder", "privileged")?.boolValue { builder.privileged = privileged }
+        if let isolate = root.value(at: "builder", "isolatePushCredentials")?.boolValue { builder.isolatePushCredentials = isolate }
+        if let allow = root.value(at: "builder", "pipBreakSystemPackages")?.boolValue { builder.pipBreakSystemPackages = allow }
+        if builder.strategy == .kaniko {
+            for key in ["storageDriver", "seccompProfile", "privileged", "isolatePushCredentials"] where root.value(at: "builder", key) != nil {
+                warnings.append("builder.\(key) applies to the buildah strategy only; builder.strategy is kaniko")
+            }
         }
         builder.nodeSelector = reader.pick("builder", "nodeSelector", twin: "customImage", "buildJob", "nodeSelector")?
             .objectValue?.compactMapValues(\.stringValue)
@@ -301,6 +417,17 @@ public enum OperatorConfigLoader {
         problems += reader.conflicts
         guard problems.isEmpty else { return .failure(failure(problems, document)) }
         return .success(Loaded(config: config, warnings: warnings))
+    }
+
+    /// Why `text` is not a Localhost seccomp profile path (relative to the kubelet's seccomp root:
+    /// letters, digits, '.', '_', '-' and '/', no '..' segment, not absolute), or nil.
+    static func seccompProfileProblem(_ text: String) -> String? {
+        let allowed = text.utf8.allSatisfy { PackageGrammar.isAlnum($0) || "._-/".utf8.contains($0) }
+        let segments = text.split(separator: "/", omittingEmptySubsequences: false)
+        guard !text.isEmpty, allowed, !text.hasPrefix("/"), !segments.contains(where: { $0.isEmpty || $0 == ".." || $0 == "." }) else {
+            return "a Localhost seccomp profile is a path relative to the kubelet's seccomp root (letters, digits, '.', '_', '-', '/'; no '..'), or Unconfined"
+        }
+        return nil
     }
 
     /// A duration key that must be longer than zero, in seconds.

@@ -29,11 +29,17 @@ public enum BuildAssessment: Sendable, Hashable {
     public static let maxLogExcerpt = 1_500
 
     /// Assesses a build. `pendingTimeout` bounds how long a Pod may wait for something that needs
-    /// a person (an image that cannot be pulled, a missing secret, no node that fits).
+    /// a person (an image that cannot be pulled, a missing secret, no node that fits). Init
+    /// containers (buildah's build step) count as the build running, or failing. `logTail`, when
+    /// the caller fetched the builder's log, is shown where the termination message holds none
+    /// (kaniko writes its digest there before pushing, so a failed push leaves only the digest).
     public static func assess(job: Job, pod: Pod?, now: Date, pendingTimeout: TimeInterval,
-                              builderContainer: String = BuildPlanner.containerName) -> BuildAssessment {
+                              builderContainer: String = BuildPlanner.containerName, logTail: String? = nil) -> BuildAssessment {
         let container = pod?.status?.containerStatuses?.first { $0.name == builderContainer }
-        let terminated = container?.state?.terminated ?? container?.lastState?.terminated
+        let initStatuses = pod?.status?.initContainerStatuses ?? []
+        let failedInit = initStatuses.lazy.compactMap { $0.state?.terminated ?? $0.lastState?.terminated }.first { $0.exitCode != 0 }
+        let terminated = container?.state?.terminated ?? container?.lastState?.terminated ?? failedInit
+        func describe(_ terminated: ContainerStateTerminated) -> (String, String) { describeFailure(terminated, logTail: logTail) }
 
         if let complete = job.condition("Complete") {
             var digest: String?
@@ -51,7 +57,7 @@ public enum BuildAssessment: Sendable, Hashable {
                                completionTime: finished)
             }
             if let terminated {
-                let (reason, message) = describeFailure(terminated)
+                let (reason, message) = describe(terminated)
                 return .failed(reason: reason, message: message, completionTime: finished)
             }
             let message = failed.message.map { "the build failed: \($0)" } ?? "the build failed"
@@ -59,21 +65,28 @@ public enum BuildAssessment: Sendable, Hashable {
         }
         if let terminated, terminated.exitCode != 0 {
             // The Job controller has not caught up yet; the Pod already says how it ended.
-            let (reason, message) = describeFailure(terminated)
+            let (reason, message) = describe(terminated)
             return .failed(reason: reason, message: message, completionTime: terminated.finishedAt ?? now)
         }
         if let running = container?.state?.running {
+            return .running(since: running.startedAt)
+        }
+        if let running = initStatuses.lazy.compactMap({ $0.state?.running }).first {
             return .running(since: running.startedAt)
         }
 
         // Not running yet: find out why, and whether it needs a person.
         let waitingSince = pod?.metadata.creationTimestamp ?? job.metadata.creationTimestamp ?? now
         let waitedTooLong = now.timeIntervalSince(waitingSince) > pendingTimeout
-        if let waiting = container?.state?.waiting, let reason = waiting.reason {
+        // An init container waiting for a reason of its own (its image, its secret) says more than
+        // the builder's PodInitializing.
+        let waitingStatus = initStatuses.first { ($0.state?.waiting?.reason).map { $0 != "PodInitializing" } ?? false } ?? container
+        if let waiting = waitingStatus?.state?.waiting, let reason = waiting.reason {
             let detail = waiting.message.map { ": \(Self.excerpt($0, limit: 400))" } ?? ""
             switch reason {
             case "ErrImagePull", "ImagePullBackOff", "InvalidImageName":
-                let image = pod?.spec?.containers.first { $0.name == builderContainer }?.image ?? "the builder image"
+                let name = waitingStatus?.name ?? builderContainer
+                let image = ((pod?.spec?.containers ?? []) + (pod?.spec?.initContainers ?? [])).first { $0.name == name }?.image ?? "the builder image"
                 let message = "cannot pull the builder image \(image) (\(reason))\(detail)"
                 return reason == "InvalidImageName" || waitedTooLong
                     ? .stuck(reason: "BuilderImagePullFailed", message: message) : .pending(message: message)
@@ -108,27 +121,45 @@ public enum BuildAssessment: Sendable, Hashable {
     }
 
     /// A reason and a sentence for a builder container that ended in failure. With
-    /// `FallbackToLogsOnError`, its termination message is the tail of its log.
-    static func describeFailure(_ terminated: ContainerStateTerminated) -> (String, String) {
+    /// `FallbackToLogsOnError`, its termination message is the tail of its log — unless the
+    /// builder wrote one: kaniko writes the digest before it pushes, so a digest with a non-zero
+    /// exit code means the image was built but not pushed (the log then comes from `logTail`).
+    static func describeFailure(_ terminated: ContainerStateTerminated, logTail: String? = nil) -> (String, String) {
         if terminated.reason == "OOMKilled" {
             return ("OutOfMemory", "the build ran out of memory (OOMKilled); raise builder.resources.limits.memory")
         }
-        let log = terminated.message ?? ""
+        let message = (terminated.message ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
+        let exit = "exit code \(terminated.exitCode)"
+        if (try? Digest(parsing: message)) != nil {
+            let excerpt = Self.excerpt(logTail ?? "", limit: maxLogExcerpt)
+            let stage = "the image was built (\(message)) but pushing it failed (\(exit))"
+            return ("PushFailed", excerpt.isEmpty ? stage : "\(stage); last log lines:\n\(excerpt)")
+        }
+        let log = message.isEmpty ? (logTail ?? "") : (terminated.message ?? "")
+        if log.contains(BuildPlanner.killedMarker) {
+            // buildah's build step was killed: its wrapper reports it, the kernel's reason is lost.
+            return ("OutOfMemory", "the build was killed (exit status 137), most likely out of memory; raise builder.resources.limits.memory")
+        }
         let lower = log.lowercased()
         let reason: String
         let stage: String
-        if lower.contains("error pushing image") || lower.contains("failed to push") || lower.contains("push access denied") {
+        // buildah's push step announces itself; a failure after that line is the push's.
+        if lower.contains("error pushing image") || lower.contains("failed to push") || lower.contains("push access denied")
+            || log.contains(BuildPlanner.pushMarker)
+        {
             (reason, stage) = ("PushFailed", "pushing the image failed")
         } else if lower.contains("retrieving image") || lower.contains("failed to get filesystem from image")
             || lower.contains("unable to complete operation after") && lower.contains("retrieving")
+            || lower.contains("creating build container")
         {
             (reason, stage) = ("BaseImagePullFailed", "pulling the base image failed")
-        } else if lower.contains("failed to execute command") || lower.contains("error building stage") {
+        } else if lower.contains("failed to execute command") || lower.contains("error building stage")
+            || lower.contains("building at step")
+        {
             (reason, stage) = ("BuildStepFailed", "a build step failed")
         } else {
             (reason, stage) = ("BuildFailed", "the build failed")
         }
-        let exit = "exit code \(terminated.exitCode)"
         let excerpt = Self.excerpt(log, limit: maxLogExcerpt)
         return (reason, excerpt.isEmpty ? "\(stage) (\(exit))" : "\(stage) (\(exit)); last log lines:\n\(excerpt)")
     }

@@ -42,10 +42,19 @@ public enum SecretLookup: Sendable, Hashable {
 public struct BuildSecrets: Sendable, Hashable {
     public var pull: SecretLookup
     public var push: SecretLookup
+    /// The operator's `registry.pullSecret`: pull-only credentials for its own registry, which a
+    /// build step that never sees the push secret pulls with. Optional: missing, it is left out.
+    public var registryPull: SecretLookup
 
-    public init(pull: SecretLookup, push: SecretLookup) {
+    public init(pull: SecretLookup, push: SecretLookup, registryPull: SecretLookup = .notConfigured) {
         self.pull = pull
         self.push = push
+        self.registryPull = registryPull
+    }
+
+    /// The build's credentials merged (see `RegistryCredentials.merge`).
+    public func credentials() throws(CredentialsError) -> RegistryCredentials {
+        try RegistryCredentials.merge(push: push.secret, pull: pull.secret, registryPull: registryPull.secret)
     }
 }
 
@@ -473,7 +482,7 @@ private struct Decider {
         }
         let credentials: RegistryCredentials
         do {
-            credentials = try RegistryCredentials.merge(push: secrets.push.secret, pull: secrets.pull.secret)
+            credentials = try secrets.credentials()
         } catch {
             stall(.failed, .invalidSecret, error.description, jobName: jobName)
             return .next(stalledRetry)
@@ -698,7 +707,7 @@ private struct Decider {
             return .next(checkAgain)
         default:
             do {
-                credentials = try RegistryCredentials.merge(push: secrets.push.secret, pull: secrets.pull.secret)
+                credentials = try secrets.credentials()
             } catch {
                 notes.append("base image check failed: \(error)")
                 checkChanges.append(.checked(now))

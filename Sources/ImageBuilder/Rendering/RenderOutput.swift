@@ -8,15 +8,18 @@ public enum RenderOutput {
         try YAMLWriter.stream(plan.manifests())
     }
 
-    /// One JSON object: `hash`, `targetImage`, `jobName`, `dockerfile`, `files` (context files
-    /// beside the Dockerfile, name → content), `manifests`.
+    /// One JSON object: `hash`, `targetImage`, `jobName`, `strategy` (kaniko or buildah),
+    /// `dockerfile`, `files` (context files beside the Dockerfile, name → content), `buildArgs`
+    /// (name → value), `manifests`.
     public static func json(_ plan: BuildPlan) throws -> String {
         let object = JSONValue.object([
             "hash": .string(plan.hash),
             "targetImage": .string(plan.targetImage),
             "jobName": .string(plan.jobName),
+            "strategy": .string(plan.strategy.rawValue),
             "dockerfile": .string(plan.context.dockerfile),
             "files": .object(plan.context.files.mapValues(JSONValue.string)),
+            "buildArgs": .object(Dictionary(plan.context.buildArgs.map { ($0.name, JSONValue.string($0.value)) }) { first, _ in first }),
             "manifests": .array(try plan.manifests()),
         ])
         let encoder = KubeJSON.encoder
@@ -31,6 +34,7 @@ public enum RenderOutput {
             Hash:         \(plan.hash)  (SHA-1 of \(Quoting.displayed(SpecHash.input(of: spec.spec), limit: 200)))
             Target image: \(plan.targetImage)
             Job:          \(plan.jobName)
+            Builder:      \(plan.strategy.rawValue) (\(plan.job.spec?.template.spec?.containers.first?.image ?? ""))
 
             """
         if let secret = plan.registrySecretName, plan.registrySecret == nil {

@@ -1,3 +1,5 @@
+import Foundation
+
 /// Grammars for package strings. Each check returns nil for a valid string, or the reason it is not.
 /// They accept printable ASCII only, so what reaches a build context file is exactly what was asked for.
 public enum PackageGrammar {
@@ -287,6 +289,7 @@ struct PEP508Parser {
             guard let head = version.first, PackageGrammar.isAlnum(head) || head == UInt8(ascii: "*") else {
                 return "expected a version after '\(op)'"
             }
+            if let problem = PEP440.specifierProblem(op, String(decoding: version, as: UTF8.self)) { return problem }
             scanner.skipSpaces()
         } while scanner.take(PackageGrammar.comma)
         if parenthesised, !scanner.take(UInt8(ascii: ")")) { return "expected ')' after the version specifiers" }
@@ -357,6 +360,51 @@ struct PEP508Parser {
         let name = scanner.take(while: { PackageGrammar.isLower($0) || $0 == PackageGrammar.underscore })
         guard Self.markerVariables.contains(String(decoding: name, as: UTF8.self)) else {
             return "unknown marker variable \(Quoting.displayed(String(decoding: name, as: UTF8.self)))"
+        }
+        return nil
+    }
+}
+
+/// PEP 440 version specifiers, as current pip (packaging) reads them: the version grammar, `.*`
+/// wildcards only with `==` and `!=`, `~=` with at least two release segments, local versions
+/// (`+local`) only with `==`, `!=` and `===`.
+enum PEP440 {
+    static let release = "v?(?:[0-9]+!)?[0-9]+(?:\\.[0-9]+)*"
+    static let suffixes = "(?:[-_.]?(?:a|b|c|rc|alpha|beta|pre|preview)[-_.]?[0-9]*)?(?:-[0-9]+|[-_.]?(?:post|rev|r)[-_.]?[0-9]*)?(?:[-_.]?dev[-_.]?[0-9]*)?"
+    static let local = "(?:\\+[a-z0-9]+(?:[-_.][a-z0-9]+)*)?"
+    static let version = try! NSRegularExpression(pattern: "^" + release + suffixes + local + "$", options: [.caseInsensitive])
+    static let publicVersion = try! NSRegularExpression(pattern: "^" + release + suffixes + "$", options: [.caseInsensitive])
+    static let wildcard = try! NSRegularExpression(pattern: "^" + release + "\\.\\*$", options: [.caseInsensitive])
+
+    static func matches(_ regex: NSRegularExpression, _ text: String) -> Bool {
+        regex.firstMatch(in: text, range: NSRange(text.startIndex..., in: text)) != nil
+    }
+
+    /// Why `op version` is not a PEP 440 specifier, or nil. `===` compares strings: anything goes.
+    static func specifierProblem(_ op: String, _ text: String) -> String? {
+        if op == "===" { return nil }
+        let shown = Quoting.displayed(text)
+        if text.contains("*") {
+            guard op == "==" || op == "!=" else {
+                return "a wildcard version (\(shown)) is allowed only with == and != (PEP 440)"
+            }
+            guard matches(wildcard, text) else {
+                return "a wildcard is '.*' after the release numbers, as in \(op)1.2.* (PEP 440), not \(shown)"
+            }
+            return nil
+        }
+        guard matches(version, text) else {
+            return "\(shown) is not a PEP 440 version (such as 1.2, 1.2.3, 2.0rc1, 1.0.post1, 1.0.dev2, 1.0+local)"
+        }
+        if text.contains("+"), op != "==", op != "!=" {
+            return "a local version (\(shown)) is allowed only with ==, != and === (PEP 440)"
+        }
+        if op == "~=" {
+            let releasePart = text.drop { $0 == "v" || $0 == "V" }.split(separator: "!").last ?? ""
+            let segments = releasePart.prefix { $0.isNumber || $0 == "." }.split(separator: ".")
+            guard segments.count >= 2 else {
+                return "'~=' needs a version with at least two release numbers, such as ~=1.0 (PEP 440), not \(shown)"
+            }
         }
         return nil
     }

@@ -260,6 +260,8 @@ public struct SecurityContext: Codable, Sendable, Hashable {
     public var runAsNonRoot: Bool?
     public var readOnlyRootFilesystem: Bool?
     public var capabilities: Capabilities?
+    /// The seccomp profile (Kubernetes 1.19+); nil leaves it to the runtime and the Pod.
+    public var seccompProfile: SeccompProfile?
 
     public init(privileged: Bool? = nil, allowPrivilegeEscalation: Bool? = nil, runAsUser: Int64? = nil,
                 capabilities: Capabilities? = nil) {
@@ -267,6 +269,18 @@ public struct SecurityContext: Codable, Sendable, Hashable {
         self.allowPrivilegeEscalation = allowPrivilegeEscalation
         self.runAsUser = runAsUser
         self.capabilities = capabilities
+    }
+}
+
+/// A container's seccomp profile: `RuntimeDefault`, `Unconfined`, or `Localhost` with a profile
+/// path relative to the kubelet's seccomp profile root.
+public struct SeccompProfile: Codable, Sendable, Hashable {
+    public var type: String
+    public var localhostProfile: String?
+
+    public init(type: String, localhostProfile: String? = nil) {
+        self.type = type
+        self.localhostProfile = localhostProfile
     }
 }
 
