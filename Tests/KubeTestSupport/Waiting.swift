@@ -13,11 +13,12 @@ public struct TimedOut: Error, CustomStringConvertible, Sendable {
 /// Past the deadline it records an issue naming `what` (evaluated then, so it may describe the
 /// state at the timeout), cancels `body` and throws `TimedOut` at
 /// once — without waiting for `body` to notice, so a test can never hang here. Parent
-/// cancellation cancels `body`. Errors of `body` are rethrown.
+/// cancellation cancels `body`. Errors of `body` are rethrown. (`recordsIssue: false` leaves the
+/// issue to the caller, which catches `TimedOut`.)
 ///
 ///     let key = try await withTimeout(.seconds(10), "a worker takes the key") { await queue.get() }
 public func withTimeout<T: Sendable>(_ timeout: Duration = .seconds(60), _ what: @autoclosure @escaping @Sendable () -> String,
-                                     sourceLocation: SourceLocation = #_sourceLocation,
+                                     recordsIssue: Bool = true, sourceLocation: SourceLocation = #_sourceLocation,
                                      _ body: @escaping @Sendable () async throws -> T) async throws -> T {
     let outcome = FirstOutcome<T>()
     let work = Task {
@@ -39,7 +40,7 @@ public func withTimeout<T: Sendable>(_ timeout: Duration = .seconds(60), _ what:
     case .timedOut:
         work.cancel()
         let error = TimedOut(what: what(), timeout: timeout)
-        Issue.record("\(error)", sourceLocation: sourceLocation)
+        if recordsIssue { Issue.record("\(error)", sourceLocation: sourceLocation) }
         throw error
     }
 }
