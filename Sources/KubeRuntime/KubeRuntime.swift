@@ -10,6 +10,8 @@
 // - `Controller<R: Reconciler>` feeds the queue from watchers (`watch`, `owns`, `watches`) and runs
 //   workers that call `reconcile(_:)`; `EventRecorder` writes aggregated core/v1 Events.
 // - `LeaderElector` holds a coordination.k8s.io/v1 Lease (`LeaseState` is the pure math).
+// - The queue and the elector take their time from a `Clock` (`ContinuousClock` by default), as
+//   their pure cores take instants as values: tests drive them with a manual clock.
 // - `ControllerManager` runs controllers, the elector and `ProbeServer` (/healthz, /readyz,
 //   /metrics) as a ServiceGroup with graceful shutdown on SIGTERM/SIGINT; `MetricsBootstrap` and
 //   `LoggingBootstrap` set up swift-metrics (Prometheus) and swift-log (text or JSON).

@@ -120,6 +120,11 @@ public struct LeadershipLost: Error, CustomStringConvertible, Sendable {
 /// `LeadershipLost` — the process should exit (a `ServiceGroup` does). On graceful shutdown (or
 /// `shutDown()`) it releases the lease, so another replica can take over at once, and returns.
 ///
+/// Time comes from `clock` (`ContinuousClock` by default): the retry period, the renew deadline,
+/// the expiry of a lease held by another and `isHealthy` are measured on it, and the elector
+/// sleeps on it — so tests drive it with a manual clock. (The `acquireTime`/`renewTime` written to
+/// the Lease are wall-clock times, for humans; expiry never depends on them.)
+///
 /// Metric: `leader_election_master_status{name}` is 1 while leading.
 public final class LeaderElector: Service {
     private struct State {
@@ -135,12 +140,16 @@ public final class LeaderElector: Service {
     private let stopRequested = OneShotSignal()
     private let status: Gauge
     private let logger: Logger
-    private let clock = ContinuousClock()
+    private let clock: RuntimeClock
 
+    /// - Parameter clock: the time of retries, renew deadlines and lease expiry; the elector
+    ///   sleeps on it.
     public init(client: KubernetesClient, configuration: LeaderElectionConfiguration,
-                logger: Logger = Logger(label: "kube-runtime.leader-election")) {
+                logger: Logger = Logger(label: "kube-runtime.leader-election"),
+                clock: some Clock<Duration> = ContinuousClock()) {
         self.client = client
         self.configuration = configuration
+        self.clock = RuntimeClock(clock)
         self.status = Gauge(label: "leader_election_master_status", dimensions: [("name", configuration.leaseName)])
         var logger = logger
         logger[metadataKey: "lease"] = "\(configuration.namespace)/\(configuration.leaseName)"
@@ -211,11 +220,11 @@ public final class LeaderElector: Service {
                 return
             }
             let deadline = clock.now + configuration.renewDeadline
-            let renewed = await withDeadline(deadline) {
+            let renewed = await withDeadline(deadline, clock: clock) {
                 while !Task.isCancelled {
                     if await self.tryAcquireOrRenew() { return true }
                     if self.clock.now + self.configuration.retryPeriod > deadline { return false }
-                    try? await Task.sleep(for: self.configuration.retryPeriod)
+                    try? await self.clock.sleep(for: self.configuration.retryPeriod)
                 }
                 return false
             }
@@ -233,9 +242,10 @@ public final class LeaderElector: Service {
         status.record(0)
     }
 
-    /// Sleeps, but wakes early when a stop is requested.
+    /// Sleeps on the clock, but wakes early when a stop is requested.
     private func pause(_ duration: Duration) async {
-        _ = await KubeRuntime.run({ try? await Task.sleep(for: duration) }, until: stopRequested)
+        let clock = self.clock
+        _ = await KubeRuntime.run({ try? await clock.sleep(for: duration) }, until: stopRequested)
     }
 
     /// One attempt: read the lease, and write it as ours if nobody else validly holds it.

@@ -59,14 +59,14 @@ func run<T: Sendable>(_ operation: @escaping @Sendable () async -> T, until sign
     }
 }
 
-/// Runs `operation` until it finishes or `deadline` passes (then it is cancelled). Returns the
-/// operation's result, or nil when the deadline won.
-func withDeadline<T: Sendable>(_ deadline: ContinuousClock.Instant,
+/// Runs `operation` until it finishes or `deadline` passes on `clock` (then it is cancelled).
+/// Returns the operation's result, or nil when the deadline won.
+func withDeadline<T: Sendable>(_ deadline: ContinuousClock.Instant, clock: RuntimeClock = .continuous,
                                _ operation: @escaping @Sendable () async -> T) async -> T? {
     await withTaskGroup(of: T?.self) { group in
         group.addTask { await operation() }
         group.addTask {
-            try? await Task.sleep(until: deadline, clock: .continuous)
+            try? await clock.sleep(until: deadline)
             return nil
         }
         let first = await group.next() ?? nil

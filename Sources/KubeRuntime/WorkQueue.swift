@@ -13,6 +13,10 @@ import Synchronization
 /// Delayed adds (`add(_:after:)`, `addRateLimited`) are moved into the queue by `runTimers()`,
 /// which must run (in the same task group as the workers) for them to happen.
 ///
+/// Time comes from `clock` (`ContinuousClock` by default): deadlines, backoff delays and the
+/// durations in the metrics are measured on it, and `runTimers()` sleeps on it — so tests drive
+/// the queue with a manual clock.
+///
 /// Metrics, with dimension `name`: `workqueue_depth`, `workqueue_adds_total`,
 /// `workqueue_queue_duration_seconds`, `workqueue_work_duration_seconds`, `workqueue_retries_total`.
 public final class WorkQueue<Key: Hashable & Sendable>: Sendable {
@@ -33,12 +37,18 @@ public final class WorkQueue<Key: Hashable & Sendable>: Sendable {
     /// Identifies the queue in metrics and logs.
     public let name: String
     private let state: Mutex<State>
-    private let clock = ContinuousClock()
+    /// Read with the lock held, so the core sees time move forward only.
+    private let clock: RuntimeClock
     private let metrics: QueueMetrics
 
-    public init(name: String, backoff: ItemBackoff = ItemBackoff()) {
+    /// - Parameters:
+    ///   - name: names the queue in metrics.
+    ///   - backoff: the per-key delays of `addRateLimited`.
+    ///   - clock: the time of deadlines, backoff and metrics; `runTimers()` sleeps on it.
+    public init(name: String, backoff: ItemBackoff = ItemBackoff(), clock: some Clock<Duration> = ContinuousClock()) {
         self.name = name
         self.state = Mutex(State(core: WorkQueueState(backoff: backoff)))
+        self.clock = RuntimeClock(clock)
         self.metrics = QueueMetrics(name: name)
     }
 
@@ -47,8 +57,9 @@ public final class WorkQueue<Key: Hashable & Sendable>: Sendable {
     /// Queues a key (at most once; see `WorkQueueState.add`).
     public func add(_ key: Key) {
         let handoff = state.withLock { state -> Handoff? in
-            if state.core.add(key, at: clock.now) { metrics.adds.increment() }
-            return Self.handOff(&state, metrics: metrics, now: clock.now)
+            let now = clock.now
+            if state.core.add(key, at: now) { metrics.adds.increment() }
+            return Self.handOff(&state, metrics: metrics, now: now)
         }
         handoff?.resume()
     }
@@ -117,9 +128,10 @@ public final class WorkQueue<Key: Hashable & Sendable>: Sendable {
     /// Marks the processing of `key` as finished; if it was added meanwhile, it is queued again.
     public func done(_ key: Key) {
         let handoff = state.withLock { state -> Handoff? in
-            let (_, processedFor) = state.core.done(key, at: clock.now)
+            let now = clock.now
+            let (_, processedFor) = state.core.done(key, at: now)
             metrics.workDuration.recordNanoseconds(processedFor.nanoseconds)
-            return Self.handOff(&state, metrics: metrics, now: clock.now)
+            return Self.handOff(&state, metrics: metrics, now: now)
         }
         handoff?.resume()
     }
@@ -144,11 +156,13 @@ public final class WorkQueue<Key: Hashable & Sendable>: Sendable {
     public var processingCount: Int { state.withLock { $0.core.processingCount } }
     /// Keys waiting for a deadline.
     public var waitingCount: Int { state.withLock { $0.core.waitingCount } }
+    /// `get` calls waiting for a key (idle workers).
+    var waitingGetCount: Int { state.withLock { $0.waiters.count } }
 
     // MARK: - Timers
 
-    /// Moves delayed keys into the queue when their deadlines pass. Runs until the queue is shut
-    /// down or the task is cancelled.
+    /// Moves delayed keys into the queue when their deadlines pass (on the queue's clock). Runs
+    /// until the queue is shut down or the task is cancelled.
     public func runTimers() async {
         while !Task.isCancelled {
             let (deadline, generation, shuttingDown, handoffs) = state.withLock { state in
@@ -163,7 +177,7 @@ public final class WorkQueue<Key: Hashable & Sendable>: Sendable {
             if shuttingDown { return }
             await withTaskGroup(of: Void.self) { group in
                 if let deadline {
-                    group.addTask { try? await Task.sleep(until: deadline, clock: .continuous) }
+                    group.addTask { try? await self.clock.sleep(until: deadline) }
                 }
                 group.addTask { await self.waitForTimerWake(after: generation) }
                 await group.next()

@@ -83,23 +83,25 @@ struct LeaderElectionTests {
         let client = try cp.client()
         let lease = "taken-\(UUID().uuidString.prefix(8).lowercased())"
         let elector = LeaderElector(client: client, configuration: LeaderElectionConfiguration(leaseName: lease, namespace: "default"))
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await elector.run() }
-            try await eventually("the elector leads") { elector.isLeader }
-            // Someone else writes the lease as theirs: from now on it is validly held by another,
-            // renewals fail, and after the renew deadline the elector gives up.
-            _ = try await client.modify(Lease.self, name: lease, namespace: "default") { lease in
-                lease.spec?.holderIdentity = "intruder"
-                lease.spec?.renewTime = MicroTime(Date())
-            }
-            do {
-                try await group.next()
-                Issue.record("run() should throw when leadership is lost")
-            } catch let error as LeadershipLost {
-                #expect(error.identity == elector.identity)
-            }
-            #expect(!elector.isLeader)
+        let running = Task { try await elector.run() }
+        defer { running.cancel() }
+        try await eventually("the elector leads") { elector.isLeader }
+        // Someone else writes the lease as theirs: from now on it is validly held by another,
+        // renewals fail, and after the renew deadline the elector gives up.
+        _ = try await client.modify(Lease.self, name: lease, namespace: "default") { lease in
+            lease.spec?.holderIdentity = "intruder"
+            lease.spec?.renewTime = MicroTime(Date())
         }
+        do {
+            // The renew deadline is 10 s after the next renewal (2 s); allow for a loaded machine.
+            try await withTimeout(.seconds(60), "run() throws LeadershipLost after the renew deadline") {
+                try await running.value
+            }
+            Issue.record("run() should throw when leadership is lost")
+        } catch let error as LeadershipLost {
+            #expect(error.identity == elector.identity)
+        }
+        #expect(!elector.isLeader)
     }
 
     @Test func managerShutsDownGracefully() async throws {
@@ -130,18 +132,19 @@ struct LeaderElectionTests {
         let manager = ControllerManager(leaderElector: elector, probeServer: probes)
         manager.add(controller)
 
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await manager.run(signals: []) }
-            try await eventually("the reconcile starts once leading") { started.value }
-            #expect(elector.isLeader)
-            let port = try #require(probes.boundPort)
-            let metrics = try await httpGet("http://127.0.0.1:\(port)/metrics").body
-            #expect(metrics.contains("leader_election_master_status{name=\"\(lease)\"} 1"))
-            #expect(try await httpGet("http://127.0.0.1:\(port)/readyz").status == 200)
-            #expect(try await httpGet("http://127.0.0.1:\(port)/healthz?verbose").body.contains("[+]leader-election ok"))
-            // SIGTERM would do the same: the in-flight reconcile finishes, then everything stops.
-            manager.shutDown()
-            try await group.waitForAll()
+        let running = Task { try await manager.run(signals: []) }
+        defer { running.cancel() }
+        try await eventually("the reconcile starts once leading") { started.value }
+        #expect(elector.isLeader)
+        let port = try #require(probes.boundPort)
+        let metrics = try await httpGet("http://127.0.0.1:\(port)/metrics").body
+        #expect(metrics.contains("leader_election_master_status{name=\"\(lease)\"} 1"))
+        #expect(try await httpGet("http://127.0.0.1:\(port)/readyz").status == 200)
+        #expect(try await httpGet("http://127.0.0.1:\(port)/healthz?verbose").body.contains("[+]leader-election ok"))
+        // SIGTERM would do the same: the in-flight reconcile finishes, then everything stops.
+        manager.shutDown()
+        try await withTimeout(.seconds(60), "the manager stops after shutDown() (the reconcile takes 3 s)") {
+            try await running.value
         }
         #expect(finished.value, "the in-flight reconcile finished")
         #expect(try await events(client, namespace).contains { $0.reason == "Finished" },
@@ -150,5 +153,169 @@ struct LeaderElectionTests {
         let released = try await client.get(Lease.self, name: lease, namespace: namespace)
         #expect(released.spec?.holderIdentity == "", "the lease is released on shutdown")
         #expect(registry.emitToString().contains("leader_election_master_status{name=\"\(lease)\"} 0"))
+    }
+}
+
+/// `LeaderElector` on a manual clock against a real kube-apiserver: retries, renewals, the renew
+/// deadline and the expiry of another's lease happen when the test moves time — in moments of
+/// real time, and without depending on how long a request takes.
+@Suite("Leader election on a manual clock")
+struct LeaderElectionClockTests {
+    let retryPeriod = Duration.seconds(2)
+    let renewDeadline = Duration.seconds(10)
+    let leaseDuration = Duration.seconds(15)
+
+    func elector(_ client: KubernetesClient, _ name: String, lease: String, clock: ManualClock,
+                 release: Bool = true) -> LeaderElector {
+        LeaderElector(client: client,
+                      configuration: LeaderElectionConfiguration(
+                          leaseName: lease, namespace: "default", identity: "\(name)_\(lease)",
+                          leaseDuration: leaseDuration, renewDeadline: renewDeadline, retryPeriod: retryPeriod,
+                          releaseOnShutdown: release),
+                      clock: clock)
+    }
+
+    func leaseName(_ prefix: String) -> String { "\(prefix)-\(UUID().uuidString.prefix(8).lowercased())" }
+
+    /// Starts `elector` and waits until it leads (its first attempt, on a free lease).
+    func lead(_ elector: LeaderElector) async throws -> Task<Void, any Error> {
+        let running = Task { try await elector.run() }
+        let leading = try await withTimeout(.seconds(60), "\(elector.identity) acquires the free lease") {
+            await elector.waitUntilLeading()
+        }
+        #expect(leading)
+        return running
+    }
+
+    @Test func theLeaderRenewsEveryRetryPeriodOfItsClockAndOnlyThen() async throws {
+        let client = try await ControlPlane.shared().client()
+        let lease = leaseName("clock-renew")
+        let clock = ManualClock()
+        let start = clock.now
+        let elector = elector(client, "a", lease: lease, clock: clock)
+        let running = try await lead(elector)
+        defer { running.cancel() }
+        let retryPeriod = self.retryPeriod
+        try await clock.waitUntil("the leader sleeps one retry period") { $0 == [start + retryPeriod] }
+        var version = try await client.get(Lease.self, name: lease, namespace: "default").metadata.resourceVersion
+        for renewal in 1...3 {
+            clock.advance(by: retryPeriod)
+            let next = start + retryPeriod * (renewal + 1)
+            try await clock.waitUntil("renewal \(renewal) is done and the leader sleeps until the next") { $0 == [next] }
+            let current = try await client.get(Lease.self, name: lease, namespace: "default")
+            #expect(current.metadata.resourceVersion != version, "renewal \(renewal) wrote the lease")
+            #expect(current.spec?.holderIdentity == elector.identity)
+            #expect(current.spec?.leaseTransitions == 0)
+            #expect(elector.isLeader)
+            #expect(elector.isHealthy(tolerance: .zero))
+            version = current.metadata.resourceVersion
+        }
+        // While the clock stands still, nothing is written, however long it takes in real time.
+        let unchanged = try await client.get(Lease.self, name: lease, namespace: "default")
+        #expect(unchanged.metadata.resourceVersion == version)
+
+        elector.shutDown()
+        try await withTimeout(.seconds(60), "run() returns after shutDown()") { try await running.value }
+        #expect(!elector.isLeader)
+        #expect(clock.sleepers.isEmpty)
+        let released = try await client.get(Lease.self, name: lease, namespace: "default")
+        #expect(released.spec?.holderIdentity == "")
+    }
+
+    @Test func aFollowerTakesOverExactlyWhenTheLeaseExpiresOnItsClock() async throws {
+        let client = try await ControlPlane.shared().client()
+        let lease = leaseName("clock-expiry")
+        let clock = ManualClock()
+        let start = clock.now
+        // The leader stops without releasing (as if it crashed).
+        let leader = elector(client, "a", lease: lease, clock: clock, release: false)
+        let leaderRun = try await lead(leader)
+        defer { leaderRun.cancel() }
+        try await clock.waitForSleepers(1, "the leader sleeps before its first renewal")
+        leader.shutDown()
+        try await withTimeout(.seconds(60), "the leader stops") { try await leaderRun.value }
+        #expect(!leader.isLeader)
+        #expect(clock.sleepers.isEmpty)
+        let before = try await client.get(Lease.self, name: lease, namespace: "default")
+        #expect(before.spec?.holderIdentity == leader.identity)
+
+        // The follower sees the lease at `start`: held by the leader until `start` + 15 s by the
+        // follower's clock, whatever the record's renewTime says; it retries every 2 s to 4.4 s.
+        let follower = elector(client, "b", lease: lease, clock: clock)
+        let followerRun = Task { try await follower.run() }
+        defer { follower.shutDown(); followerRun.cancel() }
+        let expiry = start + leaseDuration
+        var attempts = 0
+        while true {
+            try await clock.waitForSleepers(1, "the follower sleeps after attempt \(attempts + 1)")
+            attempts += 1
+            if follower.isLeader { break }
+            guard clock.now < expiry else {
+                Issue.record("the lease expired \(clock.now - expiry) ago, but attempt \(attempts) did not take it")
+                return
+            }
+            #expect(follower.observedHolder == leader.identity)
+            let wait = try #require(clock.sleepers.first) - clock.now
+            #expect(wait >= retryPeriod && wait < retryPeriod * 2.2, "a retry waits the retry period plus jitter, not \(wait)")
+            guard attempts < 20 else {
+                Issue.record("the follower did not take over after \(attempts) attempts")
+                return
+            }
+            clock.advanceToNextDeadline()
+        }
+        #expect(clock.now >= expiry, "the follower took over \(expiry - clock.now) before the lease expired")
+        #expect(attempts > 1)
+        let after = try await client.get(Lease.self, name: lease, namespace: "default")
+        #expect(after.spec?.holderIdentity == follower.identity)
+        #expect(after.spec?.leaseTransitions == (before.spec?.leaseTransitions ?? 0) + 1)
+        #expect(after.spec?.acquireTime != before.spec?.acquireTime)
+        #expect(follower.observedHolder == follower.identity)
+        #expect(!leader.isLeader)
+    }
+
+    @Test func aLeaderThatCannotRenewKeepsLeadingUntilTheRenewDeadlineOfItsClockThenThrows() async throws {
+        let client = try await ControlPlane.shared().client()
+        let lease = leaseName("clock-deadline")
+        let clock = ManualClock()
+        let start = clock.now
+        let elector = elector(client, "a", lease: lease, clock: clock)
+        let running = try await lead(elector)
+        defer { running.cancel() }
+        let retryPeriod = self.retryPeriod
+        try await clock.waitUntil("the leader sleeps before its first renewal") { $0 == [start + retryPeriod] }
+        // Someone else writes the lease as theirs: from now on every renewal fails.
+        _ = try await client.modify(Lease.self, name: lease, namespace: "default") { lease in
+            lease.spec?.holderIdentity = "intruder"
+            lease.spec?.renewTime = MicroTime(Date())
+        }
+        clock.advance(by: retryPeriod)
+        // The renewal that starts now must succeed within the renew deadline.
+        let deadline = clock.now + renewDeadline
+        var attempts = 0
+        while clock.now < deadline {
+            // One sleeper is the renew deadline, the other the wait before the next attempt.
+            try await clock.waitForSleepers(2, "the renewal at \(clock.now - start) fails and waits to retry")
+            attempts += 1
+            #expect(elector.isLeader, "still leading \(deadline - clock.now) before the renew deadline")
+            #expect(clock.sleepers.last == deadline)
+            guard attempts < 20 else {
+                Issue.record("no renew deadline after \(attempts) attempts")
+                return
+            }
+            clock.advanceToNextDeadline()
+        }
+        do {
+            try await withTimeout(.seconds(60), "run() throws LeadershipLost at the renew deadline") {
+                try await running.value
+            }
+            Issue.record("run() should throw when leadership is lost")
+        } catch let error as LeadershipLost {
+            #expect(error.identity == elector.identity)
+        }
+        #expect(clock.now == deadline, "gave up at \(clock.now - start), not at the renew deadline")
+        #expect(attempts == 5, "renewals every 2 s within the 10 s deadline")
+        #expect(!elector.isLeader)
+        let taken = try await client.get(Lease.self, name: lease, namespace: "default")
+        #expect(taken.spec?.holderIdentity == "intruder", "a leader that lost the lease does not release it")
     }
 }

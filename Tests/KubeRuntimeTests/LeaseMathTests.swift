@@ -17,7 +17,7 @@ struct LeaseMathTests {
     }
 
     @Test func aLeaseHeldByAnotherIsValidForItsDurationSinceItWasObservedToChange() {
-        var clock = ManualClock()
+        let clock = ManualClock()
         var lease = LeaseState()
         lease.observe(spec(holder: "a"), at: clock.now)
         #expect(lease.isHeldByOther(than: "b", at: clock.now, defaultDuration: .seconds(15)))
@@ -30,7 +30,7 @@ struct LeaseMathTests {
     }
 
     @Test func aRenewalRestartsTheLocalClock() {
-        var clock = ManualClock()
+        let clock = ManualClock()
         var lease = LeaseState()
         lease.observe(spec(holder: "a"), at: clock.now)
         clock.advance(by: .seconds(10))
@@ -50,7 +50,7 @@ struct LeaseMathTests {
     }
 
     @Test func theLeaseDurationOfTheRecordWins() {
-        var clock = ManualClock()
+        let clock = ManualClock()
         var lease = LeaseState()
         lease.observe(spec(holder: "a", duration: 40), at: clock.now)
         clock.advance(by: .seconds(30))

@@ -78,14 +78,15 @@ struct StoreTests {
         #expect(kept?.serviceAccountName == nil)
     }
 
-    @Test func waitUntilSyncedReturnsAfterTheFirstList() async {
+    @Test func waitUntilSyncedReturnsAfterTheFirstList() async throws {
         let store = Store<ConfigMap>()
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask { await store.waitUntilSynced() }
-            store.replace(with: [])
-            await group.waitForAll()
-        }
+        let waiting = Task { await store.waitUntilSynced() }
+        defer { waiting.cancel() }
+        store.replace(with: [])
+        try await withTimeout(.seconds(10), "waitUntilSynced() returns after the first list") { await waiting.value }
         #expect(store.hasSynced)
-        await store.waitUntilSynced()  // at once now
+        try await withTimeout(.seconds(10), "waitUntilSynced() of a synced store returns at once") {
+            await store.waitUntilSynced()
+        }
     }
 }

@@ -45,20 +45,28 @@ func httpGet(_ url: String) async throws -> (status: Int, body: String) {
     return (response.status, String(decoding: response.body, as: UTF8.self))
 }
 
-/// Runs `body` while `services` run in the background; cancels them afterwards.
-func whileRunning<T: Sendable>(_ services: [@Sendable () async throws -> Void],
+/// Runs `body` while `services` run in the background; cancels them afterwards and waits (at most
+/// `stopTimeout`) until they have returned.
+func whileRunning<T: Sendable>(_ services: [@Sendable () async throws -> Void], stopTimeout: Duration = .seconds(60),
                                _ body: () async throws -> T) async throws -> T {
-    try await withThrowingTaskGroup(of: Void.self) { group in
-        for service in services { group.addTask { try await service() } }
-        do {
-            let result = try await body()
-            group.cancelAll()
-            while let _ = try? await group.next() {}
-            return result
-        } catch {
-            group.cancelAll()
-            while let _ = try? await group.next() {}
-            throw error
+    let tasks = services.map { service in Task { try await service() } }
+    func stop() async throws {
+        for task in tasks { task.cancel() }
+        try await withTimeout(stopTimeout, "\(tasks.count) service(s) stop after cancellation") {
+            for task in tasks { _ = await task.result }
         }
     }
+    let result: T
+    do {
+        result = try await withTaskCancellationHandler {
+            try await body()
+        } onCancel: {
+            for task in tasks { task.cancel() }
+        }
+    } catch {
+        try? await stop()
+        throw error
+    }
+    try await stop()
+    return result
 }

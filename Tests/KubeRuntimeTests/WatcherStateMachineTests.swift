@@ -154,7 +154,7 @@ struct WatcherStateMachineTests {
     }
 
     @Test func failuresBackOffExponentiallyWithJitterUpToTheCap() {
-        var clock = self.clock
+        let clock = self.clock
         var machine = watching(at: "100", seed: 42)
         var delays: [Duration] = []
         for _ in 0..<10 {
@@ -182,7 +182,7 @@ struct WatcherStateMachineTests {
     }
 
     @Test func backoffResetsAfterAHealthyPeriod() {
-        var clock = self.clock
+        let clock = self.clock
         var machine = watching(at: "100", seed: 3)
         for _ in 0..<6 {
             machine.watchFailed(.other("reset"), at: clock.now)
