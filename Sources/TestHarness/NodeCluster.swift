@@ -644,26 +644,37 @@ public final class NodeCluster: Sendable {
             let deadline = ContinuousClock.now + .seconds(30)
             while ContinuousClock.now < deadline {
                 let tasks = try? await runCommand(
-                    teardown.tools.ctr, ["--address", containerdSocket, "--namespace", "k8s.io", "tasks", "ls", "-q"],
+                    teardown.tools.ctr, ["--address", containerdSocket, "--namespace", "k8s.io", "tasks", "ls"],
                     timeout: .seconds(10))
-                // Tasks go first; the sandbox's CNI teardown (its masquerade rule) follows.
-                if let tasks, tasks.succeeded, tasks.stdout.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty,
-                    !teardown.hasMasqueradeRules()
-                {
+                // Processes end first (stopped tasks stay until the kubelet's GC); the sandbox's CNI
+                // teardown (its masquerade rule) follows.
+                if let tasks, tasks.succeeded, !tasks.stdout.contains("RUNNING"), !teardown.hasMasqueradeRules() {
                     break
                 }
                 await pause(milliseconds: 250)
             }
         }
+        trace("pods stopped")
         await kubeProxy?.stop(grace: .seconds(3))
         await scheduler.stop(grace: .seconds(3))
         await kubelet.stop(grace: .seconds(5))
+        trace("node servers stopped")
         teardown.killContainers()
         await containerd.stop(grace: .seconds(5))
+        trace("containerd stopped")
         teardown.run()
+        trace("host state restored")
         await registry.stop()
         await controlPlane.stop()
         finish()
+        trace("stopped")
+    }
+
+    private let traceStart = ContinuousClock.now
+    /// With IMAGE_BUILDER_HARNESS_TRACE set: a progress line on stderr.
+    private func trace(_ what: String) {
+        guard ProcessInfo.processInfo.environment["IMAGE_BUILDER_HARNESS_TRACE"] != nil else { return }
+        FileHandle.standardError.write(Data("[node tier] \(what) (\(ContinuousClock.now - traceStart) after start)\n".utf8))
     }
 
     /// The synchronous clean-up of the exit handler: kill, then undo the host changes.

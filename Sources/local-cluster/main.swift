@@ -13,7 +13,6 @@
 // KUBECTL, REGISTRY, POD_REGISTRY, BASE_IMAGE, BUILDER_IMAGE, PAUSE_IMAGE, BRIDGE_ADDRESS,
 // SECCOMP_PROFILE, REGISTRIES_CONF, …), `registries.conf`, `local-cluster.log` with --detach, and
 // `ready` once everything is up. Needs root and `scripts/install-deps.sh`.
-import Dispatch
 import Foundation
 import Synchronization
 import TestHarness
@@ -132,10 +131,11 @@ func up(_ invocation: Invocation) async -> Never {
     } catch {
         fail("cannot write \(stateDirectory): \(error)")
     }
-    // Signals are taken by the dispatch sources below, not by their default action.
-    signal(SIGTERM, SIG_IGN)
-    signal(SIGINT, SIG_IGN)
-    signal(SIGHUP, SIG_IGN)
+    // A handler, not SIG_IGN: an ignored signal stays ignored in every child (the servers would
+    // not stop on SIGTERM); a handler is reset to the default by exec.
+    for number in [SIGTERM, SIGINT, SIGHUP] {
+        signal(number) { receivedSignal.store($0, ordering: .relaxed) }
+    }
     let cluster: NodeCluster
     do {
         cluster = try await NodeCluster.start()
@@ -172,7 +172,8 @@ func up(_ invocation: Invocation) async -> Never {
     say("ready in \(cluster.startupDuration); environment in \(envFile):")
     say(environment.joined(separator: "\n"))
 
-    let received = await waitForSignal([SIGTERM, SIGINT, SIGHUP])
+    while receivedSignal.load(ordering: .relaxed) == 0 { try? await Task.sleep(for: .milliseconds(200)) }
+    let received = receivedSignal.load(ordering: .relaxed)
     say("signal \(received): stopping")
     await cluster.stop()
     for file in [readyFile, pidFile, envFile] { try? FileManager.default.removeItem(atPath: file) }
@@ -180,24 +181,8 @@ func up(_ invocation: Invocation) async -> Never {
     exit(0)
 }
 
-/// Suspends until one of `signals` arrives; returns it.
-func waitForSignal(_ signals: [Int32]) async -> Int32 {
-    let sources = signals.map { DispatchSource.makeSignalSource(signal: $0, queue: .global()) }
-    defer { sources.forEach { $0.cancel() } }
-    let resumed = Mutex(false)
-    return await withCheckedContinuation { continuation in
-        for (source, number) in zip(sources, signals) {
-            source.setEventHandler {
-                let first = resumed.withLock { done in
-                    defer { done = true }
-                    return !done
-                }
-                if first { continuation.resume(returning: number) }
-            }
-            source.resume()
-        }
-    }
-}
+/// The last signal received (0: none yet); set by the signal handler.
+let receivedSignal = Atomic<Int32>(0)
 
 /// Sends SIGTERM to `up` and waits until it has stopped the tier.
 func down() -> Never {
