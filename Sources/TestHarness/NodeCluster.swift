@@ -995,9 +995,16 @@ final class NodeTeardown: Sendable {
         if current.bridgeCreated { runSync(tools.ip, ["link", "del", bridge]) }
         if current.ipForward != nil { IPForwarding.release() }
         unmountAll(under: directory)
-        // Log folders `<namespace>_<pod>_<uid>` of this tier's Pods, and the links to them.
+        let uids = current.podUIDs.union(
+            (try? FileManager.default.contentsOfDirectory(atPath: directory + "/kubelet/pods")) ?? [])
+        Self.removePodLogs(uids: uids)
+    }
+
+    /// Log folders `<namespace>_<pod>_<uid>` of Pods with these UIDs in /var/log/pods, and the
+    /// links to them in /var/log/containers.
+    static func removePodLogs(uids: Set<String>) {
+        guard !uids.isEmpty else { return }
         let fm = FileManager.default
-        let uids = current.podUIDs.union((try? fm.contentsOfDirectory(atPath: directory + "/kubelet/pods")) ?? [])
         func ours(_ name: String) -> Bool { uids.contains { name.hasSuffix("_" + $0) } }
         for name in ((try? fm.contentsOfDirectory(atPath: "/var/log/pods")) ?? []) where ours(name) {
             try? fm.removeItem(atPath: "/var/log/pods/" + name)
@@ -1107,6 +1114,7 @@ final class NodeTeardown: Sendable {
             let shims = processes { ($0.first ?? "").hasSuffix("containerd-shim-runc-v2") && $0.contains(socket) }
             terminate(shims.map(\.pid), grace: 2)
             unmountAll(under: directory)
+            removePodLogs(uids: Set((try? fm.contentsOfDirectory(atPath: directory + "/kubelet/pods")) ?? []))
         }
         let device = runSync(tools.ip, ["link", "show", bridge])
         if stale || device.status == 0 {
