@@ -27,6 +27,22 @@ public final class ControlPlane: Sendable {
         public var startupTimeout: Duration
         /// Where kube-apiserver and kube-controller-manager are; nil means `binaryDirectory`.
         public var binaryDirectory: String?
+        /// The address kube-apiserver binds and advertises (`127.0.0.1`; a node tier uses its bridge
+        /// address, since the `kubernetes` Service refuses loopback endpoints).
+        public var bindAddress: String
+        /// More names and IP addresses for the apiserver's serving certificate (Service IP, DNS names).
+        public var extraServingNames: [String]
+        /// `--authorization-mode` (`RBAC`; `Node,RBAC` with kubelets).
+        public var authorizationModes: [String]
+        /// Admission plugins to enable beyond the defaults (e.g. `NodeRestriction`).
+        public var enabledAdmissionPlugins: [String]
+        /// `--service-cluster-ip-range`.
+        public var serviceClusterIPRange: String
+        /// CA of kubelets' serving certificates: when set, the apiserver verifies kubelets with it and
+        /// authenticates to them with a client certificate (`system:masters`) of its client CA.
+        public var kubeletCertificateAuthority: String?
+        /// The kubectl used for setup and `kubectl(_:)`; nil means the first in PATH.
+        public var kubectlPath: String?
 
         public init(
             controllerManager: Bool = false,
@@ -35,9 +51,23 @@ public final class ControlPlane: Sendable {
             disabledAdmissionPlugins: [String] = ["ServiceAccount"],
             extraAPIServerArguments: [String] = [],
             startupTimeout: Duration = .seconds(60),
-            binaryDirectory: String? = nil
+            binaryDirectory: String? = nil,
+            bindAddress: String = "127.0.0.1",
+            extraServingNames: [String] = [],
+            authorizationModes: [String] = ["RBAC"],
+            enabledAdmissionPlugins: [String] = [],
+            serviceClusterIPRange: String = "10.0.0.0/24",
+            kubeletCertificateAuthority: String? = nil,
+            kubectlPath: String? = nil
         ) {
             self.binaryDirectory = binaryDirectory
+            self.bindAddress = bindAddress
+            self.extraServingNames = extraServingNames
+            self.authorizationModes = authorizationModes
+            self.enabledAdmissionPlugins = enabledAdmissionPlugins
+            self.serviceClusterIPRange = serviceClusterIPRange
+            self.kubeletCertificateAuthority = kubeletCertificateAuthority
+            self.kubectlPath = kubectlPath
             self.controllerManager = controllerManager
             self.controllers = controllers
             self.watchCache = watchCache
@@ -59,9 +89,9 @@ public final class ControlPlane: Sendable {
 
     /// The temporary directory holding data, certificates, kubeconfigs and logs.
     public let directory: String
-    /// `https://127.0.0.1:<port>`.
+    /// `https://<bindAddress>:<port>` (`https://127.0.0.1:<port>` by default).
     public let serverURL: URL
-    /// The apiserver's port on 127.0.0.1.
+    /// The apiserver's port on `options.bindAddress`.
     public let port: Int
     /// `http://127.0.0.1:<port>` of etcd.
     public let etcdEndpoint: String
@@ -70,6 +100,8 @@ public final class ControlPlane: Sendable {
     public let caCertificatePEM: Data
     /// CA the apiserver trusts for client certificates.
     public let clientCAFile: String
+    /// That CA's private key (to issue more client certificates, see `issueClientCertificate`).
+    let clientCAKeyFile: String
     /// Client certificate and key of `cert-admin` (group `system:masters`).
     public let clientCertificateFile: String
     public let clientKeyFile: String
@@ -106,11 +138,12 @@ public final class ControlPlane: Sendable {
     ) {
         self.directory = directory
         self.port = port
-        self.serverURL = URL(string: "https://127.0.0.1:\(port)")!
+        self.serverURL = URL(string: "https://\(options.bindAddress):\(port)")!
         self.etcdEndpoint = etcdEndpoint
         self.caFile = servingCA.certificateFile
         self.caCertificatePEM = servingCA.certificatePEM
         self.clientCAFile = clientCA.certificateFile
+        self.clientCAKeyFile = clientCA.keyFile
         self.clientCertificateFile = clientCertificate.certificateFile
         self.clientKeyFile = clientCertificate.keyFile
         self.clientCertificatePEM = clientCertificate.certificatePEM
@@ -143,7 +176,8 @@ public final class ControlPlane: Sendable {
         }
         let etcdPath = try requireExecutable("etcd", package: "etcd-server", fallbacks: ["/usr/bin/etcd"])
         let etcdctlPath = try requireExecutable("etcdctl", package: "etcd-client", fallbacks: ["/usr/bin/etcdctl"])
-        let kubectlPath = try requireExecutable("kubectl", package: "kubectl", fallbacks: ["/usr/bin/kubectl"])
+        let kubectlPath = try options.kubectlPath
+            ?? requireExecutable("kubectl", package: "kubectl", fallbacks: ["/usr/bin/kubectl"])
         _ = try requireExecutable("curl", package: "curl")
 
         let directory = try makeHarnessDirectory(kind: "kube")
@@ -153,7 +187,9 @@ public final class ControlPlane: Sendable {
             let pki = try OpenSSL(directory: directory)
             let servingCA = try await pki.makeCA("serving-ca", commonName: "image-builder-test-serving-ca")
             let serving = try await pki.makeCertificate(
-                "apiserver", commonName: "kube-apiserver", serverNames: ["127.0.0.1", "localhost"], signedBy: servingCA)
+                "apiserver", commonName: "kube-apiserver",
+                serverNames: uniqued(["127.0.0.1", "localhost", options.bindAddress] + options.extraServingNames),
+                signedBy: servingCA)
             let clientCA = try await pki.makeCA("client-ca", commonName: "image-builder-test-client-ca")
             let clientCertificate = try await pki.makeCertificate(
                 "cert-admin", commonName: "cert-admin", organizations: ["system:masters"], clientAuth: true,
@@ -172,9 +208,9 @@ public final class ControlPlane: Sendable {
 
             // Ports.
             let etcdClientPort = try freeLoopbackPort(), etcdPeerPort = try freeLoopbackPort()
-            let apiPort = try freeLoopbackPort()
+            let apiPort = try freePort(on: options.bindAddress)
             let etcdEndpoint = "http://127.0.0.1:\(etcdClientPort)"
-            let serverURL = "https://127.0.0.1:\(apiPort)"
+            let serverURL = "https://\(options.bindAddress):\(apiPort)"
 
             // Kubeconfigs.
             let cluster = KubeconfigCluster(server: serverURL, caFile: servingCA.certificateFile)
@@ -215,8 +251,8 @@ public final class ControlPlane: Sendable {
             var apiArguments = [
                 "--etcd-servers=\(etcdEndpoint)",
                 "--etcd-compaction-interval=0",
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
+                "--bind-address=\(options.bindAddress)",
+                "--advertise-address=\(options.bindAddress)",
                 "--secure-port=\(apiPort)",
                 "--insecure-port=0",
                 "--cert-dir=\(directory)/apiserver-certs",
@@ -224,17 +260,31 @@ public final class ControlPlane: Sendable {
                 "--tls-private-key-file=\(serving.keyFile)",
                 "--client-ca-file=\(clientCA.certificateFile)",
                 "--token-auth-file=\(tokenFile)",
-                "--authorization-mode=RBAC",
+                "--authorization-mode=\(options.authorizationModes.joined(separator: ","))",
                 "--service-account-key-file=\(serviceAccountKey.publicKey)",
                 "--service-account-signing-key-file=\(serviceAccountKey.privateKey)",
                 "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-                "--service-cluster-ip-range=10.0.0.0/24",
+                "--service-cluster-ip-range=\(options.serviceClusterIPRange)",
                 "--allow-privileged=true",
                 "--watch-cache=\(options.watchCache)",
                 "--profiling=false",
             ]
             if !options.disabledAdmissionPlugins.isEmpty {
                 apiArguments.append("--disable-admission-plugins=\(options.disabledAdmissionPlugins.joined(separator: ","))")
+            }
+            if !options.enabledAdmissionPlugins.isEmpty {
+                apiArguments.append("--enable-admission-plugins=\(options.enabledAdmissionPlugins.joined(separator: ","))")
+            }
+            if let kubeletCA = options.kubeletCertificateAuthority {
+                let kubeletClient = try await pki.makeCertificate(
+                    "apiserver-kubelet-client", commonName: "kube-apiserver-kubelet-client",
+                    organizations: ["system:masters"], clientAuth: true, signedBy: clientCA)
+                apiArguments += [
+                    "--kubelet-client-certificate=\(kubeletClient.certificateFile)",
+                    "--kubelet-client-key=\(kubeletClient.keyFile)",
+                    "--kubelet-certificate-authority=\(kubeletCA)",
+                    "--kubelet-preferred-address-types=InternalIP,Hostname",
+                ]
             }
             apiArguments += options.extraAPIServerArguments
             let apiServer = ServerProcess(
@@ -402,6 +452,22 @@ public final class ControlPlane: Sendable {
         "\(directory)/kubeconfig-\(user.rawValue).yaml"
     }
 
+    /// Issues a client certificate from the apiserver's client CA (user `commonName`, groups
+    /// `organizations`) into this control plane's directory and writes a kubeconfig for it;
+    /// returns the certificate and the kubeconfig's path.
+    public func issueClientCertificate(
+        _ name: String, commonName: String, organizations: [String] = []
+    ) async throws -> (certificate: CertificateFiles, kubeconfig: String) {
+        let pki = try OpenSSL(directory: directory)
+        let ca = CertificateFiles(certificateFile: clientCAFile, keyFile: clientCAKeyFile)
+        let certificate = try await pki.makeCertificate(
+            name, commonName: commonName, organizations: organizations, clientAuth: true, signedBy: ca)
+        let kubeconfig = "\(directory)/kubeconfig-\(name).yaml"
+        try KubeconfigCluster(server: serverURL.absoluteString, caFile: caFile)
+            .write(to: kubeconfig, user: commonName, credentials: .certificate(certificate))
+        return (certificate, kubeconfig)
+    }
+
     /// The bearer token of `user` (nil for the client-certificate user).
     public func token(for user: User) -> String? {
         switch user {
@@ -493,6 +559,9 @@ public final class ControlPlane: Sendable {
         return files
     }
 
+    /// Pids of the running servers.
+    var serverPIDs: [pid_t] { [etcd.pid, apiServer.pid, controllerManager?.pid].compactMap { $0 } }
+
     /// Stops every server and removes the directory. Idempotent.
     public func stop() async {
         let first = stopped.withLock { stopped in
@@ -506,6 +575,12 @@ public final class ControlPlane: Sendable {
         try? FileManager.default.removeItem(atPath: directory)
         ChildRegistry.shared.removeDirectory(directory)
     }
+}
+
+/// `items` without repeats, in their first order.
+func uniqued(_ items: [String]) -> [String] {
+    var seen: Set<String> = []
+    return items.filter { seen.insert($0).inserted }
 }
 
 /// Renders kubeconfigs for one cluster, with file references or embedded (`*-data`) PEM.

@@ -2,7 +2,9 @@ import Foundation
 import Synchronization
 
 /// A real OCI registry (Debian's `docker-registry`, distribution 2.8) on a free loopback port,
-/// with filesystem storage in a fresh temporary directory.
+/// with filesystem storage in a fresh temporary directory. It can also listen on more addresses
+/// (same port, same storage: one registry process per address), e.g. a node tier's bridge, and
+/// start from a copy of a prepared storage tree.
 public final class LocalRegistry: Sendable {
     /// How clients authenticate.
     public enum Auth: Sendable, Hashable {
@@ -20,6 +22,8 @@ public final class LocalRegistry: Sendable {
     public let url: URL
     /// `127.0.0.1:<port>`, as used in image references.
     public let host: String
+    /// `<address>:<port>` of every listener, `host` first.
+    public let hosts: [String]
     public let port: Int
     /// The authentication mode it was started with.
     public let auth: Auth
@@ -34,43 +38,59 @@ public final class LocalRegistry: Sendable {
     public let tokenRealm: URL?
     /// The registry's log file.
     public var logFile: String { server.logFile }
+    /// Log files of every listener, `host`'s first.
+    public var logFiles: [String] { servers.map(\.logFile) }
 
     private let server: ServerProcess
+    private let servers: [ServerProcess]
     private let tokenServer: TokenServer?
     private let stopped = Mutex(false)
 
     private init(
-        port: Int, tls: Bool, auth: Auth, ca: CertificateFiles?, directory: String, server: ServerProcess,
-        tokenServer: TokenServer?
+        port: Int, tls: Bool, auth: Auth, ca: CertificateFiles?, directory: String, servers: [ServerProcess],
+        addresses: [String], tokenServer: TokenServer?
     ) {
         self.port = port
         self.host = "127.0.0.1:\(port)"
+        self.hosts = addresses.map { "\($0):\(port)" }
         self.url = URL(string: "\(tls ? "https" : "http")://127.0.0.1:\(port)")!
         self.auth = auth
         self.caFile = ca?.certificateFile
         self.caCertificatePEM = ca?.certificatePEM
         self.directory = directory
         self.storageDirectory = directory + "/storage"
-        self.server = server
+        self.server = servers[0]
+        self.servers = servers
         self.tokenServer = tokenServer
         self.tokenRealm = tokenServer?.realm
     }
 
-    /// Starts a registry; returns once `GET /v2/` answers (200, or 401 with authentication).
+    /// Starts a registry; returns once `GET /v2/` answers (200, or 401 with authentication) on
+    /// every address. `additionalAddresses` are listened on beside 127.0.0.1 (same port);
+    /// `seedStorage` is a registry storage tree (holding `docker/`) copied in before the start.
     /// Throws with the registry's log tail when it cannot start.
-    public static func start(auth: Auth = .none, tls: Bool = false, startupTimeout: Duration = .seconds(30))
-        async throws -> LocalRegistry
-    {
+    public static func start(
+        auth: Auth = .none, tls: Bool = false, additionalAddresses: [String] = [], seedStorage: String? = nil,
+        startupTimeout: Duration = .seconds(30)
+    ) async throws -> LocalRegistry {
         let executable = try requireExecutable(
             "docker-registry", package: "docker-registry", fallbacks: ["/usr/bin/docker-registry"])
         _ = try requireExecutable("curl", package: "curl")
         let directory = try makeHarnessDirectory(kind: "registry")
         var tokenServer: TokenServer?
-        var server: ServerProcess?
+        var servers: [ServerProcess] = []
+        let addresses = uniqued(["127.0.0.1"] + additionalAddresses)
         do {
-            let port = try freeLoopbackPort()
+            let port = try freePort(onAll: addresses)
             let scheme = tls ? "https" : "http"
             try FileManager.default.createDirectory(atPath: directory + "/storage", withIntermediateDirectories: true)
+            if let seedStorage {
+                guard FileManager.default.fileExists(atPath: seedStorage + "/docker") else {
+                    throw HarnessError("\(seedStorage) is no registry storage tree (no docker/ in it)")
+                }
+                try await runChecked("/bin/cp", ["-a", "--reflink=auto", seedStorage + "/.", directory + "/storage"])
+            }
+            let secret = randomHex()
             var ca: CertificateFiles?
             var config = """
             version: 0.1
@@ -89,8 +109,8 @@ public final class LocalRegistry: Sendable {
               storagedriver:
                 enabled: false
             http:
-              addr: 127.0.0.1:\(port)
-              secret: \(randomHex())
+              addr: LISTEN_ADDRESS:\(port)
+              secret: \(secret)
               headers:
                 X-Content-Type-Options: [nosniff]
 
@@ -99,7 +119,7 @@ public final class LocalRegistry: Sendable {
                 let pki = try OpenSSL(directory: directory)
                 let authority = try await pki.makeCA("registry-ca", commonName: "image-builder-test-registry-ca")
                 let serving = try await pki.makeCertificate(
-                    "registry", commonName: "127.0.0.1", serverNames: ["127.0.0.1", "localhost"], signedBy: authority)
+                    "registry", commonName: "127.0.0.1", serverNames: addresses + ["localhost"], signedBy: authority)
                 config += """
                   tls:
                     certificate: \(serving.certificateFile)
@@ -137,23 +157,27 @@ public final class LocalRegistry: Sendable {
 
                 """
             }
-            try config.write(toFile: directory + "/config.yml", atomically: true, encoding: .utf8)
-
-            let registry = ServerProcess(
-                name: "docker-registry", executable: executable, arguments: ["serve", directory + "/config.yml"],
-                directory: directory)
-            server = registry
-            try await registry.start()
-            try await waitUntil("docker-registry GET /v2/", server: registry, timeout: startupTimeout) {
-                let answer = try await httpGet("\(scheme)://127.0.0.1:\(port)/v2/", caFile: ca?.certificateFile)
-                let expected = auth == .none ? 200 : 401
-                return (answer.status == expected, "\(answer.status) \(answer.body)")
+            for (index, address) in addresses.enumerated() {
+                let suffix = index == 0 ? "" : "-\(address)"
+                let configFile = directory + "/config\(suffix).yml"
+                try config.replacingOccurrences(of: "LISTEN_ADDRESS", with: address)
+                    .write(toFile: configFile, atomically: true, encoding: .utf8)
+                let registry = ServerProcess(
+                    name: "docker-registry\(suffix)", executable: executable, arguments: ["serve", configFile],
+                    directory: directory)
+                servers.append(registry)
+                try await registry.start()
+                try await waitUntil("docker-registry GET /v2/ on \(address)", server: registry, timeout: startupTimeout) {
+                    let answer = try await httpGet("\(scheme)://\(address):\(port)/v2/", caFile: ca?.certificateFile)
+                    let expected = auth == .none ? 200 : 401
+                    return (answer.status == expected, "\(answer.status) \(answer.body)")
+                }
             }
             return LocalRegistry(
-                port: port, tls: tls, auth: auth, ca: ca, directory: directory, server: registry,
-                tokenServer: tokenServer)
+                port: port, tls: tls, auth: auth, ca: ca, directory: directory, servers: servers,
+                addresses: addresses, tokenServer: tokenServer)
         } catch {
-            await server?.stop(grace: .seconds(2))
+            for server in servers.reversed() { await server.stop(grace: .seconds(2)) }
             tokenServer?.stop()
             if ProcessInfo.processInfo.environment["IMAGE_BUILDER_KEEP_TEST_DIRS"] == nil {
                 try? FileManager.default.removeItem(atPath: directory)
@@ -178,8 +202,11 @@ public final class LocalRegistry: Sendable {
         }
     }
 
-    /// True while the registry process runs.
-    public var isRunning: Bool { server.isRunning }
+    /// Pids of the running registry processes.
+    var serverPIDs: [pid_t] { servers.compactMap(\.pid) }
+
+    /// True while the registry process runs (every listener).
+    public var isRunning: Bool { servers.allSatisfy(\.isRunning) }
 
     /// Stops the registry (and token server) and removes the directory. Idempotent.
     public func stop() async {
@@ -188,7 +215,7 @@ public final class LocalRegistry: Sendable {
             return !stopped
         }
         guard first else { return }
-        await server.stop(grace: .seconds(5))
+        for server in servers.reversed() { await server.stop(grace: .seconds(5)) }
         tokenServer?.stop()
         try? FileManager.default.removeItem(atPath: directory)
         ChildRegistry.shared.removeDirectory(directory)

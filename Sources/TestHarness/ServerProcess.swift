@@ -235,6 +235,7 @@ final class ChildRegistry: Sendable {
         var servers: Set<pid_t> = []
         var supervisors: Set<pid_t> = []
         var directories: Set<String> = []
+        var exitHooks: [String: @Sendable () -> Void] = [:]
         var installed = false
     }
     private let state = Mutex(State())
@@ -249,6 +250,13 @@ final class ChildRegistry: Sendable {
     }
     func addDirectory(_ path: String) { state.withLock { _ = $0.directories.insert(path) } }
     func removeDirectory(_ path: String) { state.withLock { _ = $0.directories.remove(path) } }
+    /// A clean-up that runs at exit before the servers are killed (host state a server leaves:
+    /// mounts, network devices, firewall rules). Synchronous; removed again with `removeExitHook`.
+    func addExitHook(_ key: String, _ hook: @escaping @Sendable () -> Void) {
+        installAtExitHandler()
+        state.withLock { $0.exitHooks[key] = hook }
+    }
+    func removeExitHook(_ key: String) { state.withLock { _ = $0.exitHooks.removeValue(forKey: key) } }
 
     func installAtExitHandler() {
         let first = state.withLock { state in
@@ -261,6 +269,11 @@ final class ChildRegistry: Sendable {
     /// Kills every registered server (SIGKILL), lets their supervisors exit and reaps them (so no
     /// zombie is left to a parentless future), then removes the registered directories.
     func killAll() {
+        let hooks = state.withLock { state in
+            defer { state.exitHooks = [:] }
+            return state.exitHooks
+        }
+        for (_, hook) in hooks.sorted(by: { $0.key < $1.key }) { hook() }
         let (servers, supervisors, directories) = state.withLock { state in
             defer { state = State(installed: true) }
             return (state.servers, state.supervisors, state.directories)
@@ -290,6 +303,8 @@ func makeHarnessDirectory(kind: String) throws -> String {
         for entry in entries where entry.hasPrefix("ib-harness-") {
             let parts = entry.split(separator: "-")
             if parts.count > 3, let pid = pid_t(parts[2]), pid != getpid(), kill(pid, 0) != 0, errno == ESRCH {
+                // A node tier's leftovers: mounts (never delete through a mount), containers.
+                unmountAll(under: "\(base)/\(entry)")
                 try? fm.removeItem(atPath: "\(base)/\(entry)")
             }
         }
@@ -306,6 +321,44 @@ private let handedOutPorts = Mutex<Set<Int>>([])
 
 /// A currently free TCP port on 127.0.0.1 (bind to port 0, read the port, close).
 public func freeLoopbackPort() throws -> Int {
+    try freePort(on: "127.0.0.1")
+}
+
+/// A TCP port currently free on every one of `addresses` (IPv4), handed out once per process.
+public func freePort(on addresses: String...) throws -> Int {
+    try freePort(onAll: addresses)
+}
+
+/// A TCP port currently free on every one of `addresses` (IPv4), handed out once per process.
+public func freePort(onAll addresses: [String]) throws -> Int {
+    let first = addresses.first ?? "127.0.0.1"
+    for _ in 0..<50 {
+        let port = try freePortCandidate(on: first)
+        if addresses.dropFirst().allSatisfy({ canBind($0, port: port) }) { return port }
+    }
+    throw HarnessError("no port free on all of \(addresses.joined(separator: ", ")) found")
+}
+
+/// True when a TCP socket can bind `address:port` right now.
+func canBind(_ address: String, port: Int) -> Bool {
+    #if canImport(Glibc)
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    #else
+    let fd = socket(AF_INET, SOCK_STREAM, 0)
+    #endif
+    guard fd >= 0 else { return false }
+    defer { close(fd) }
+    var address4 = sockaddr_in()
+    address4.sin_family = sa_family_t(AF_INET)
+    address4.sin_port = UInt16(port).bigEndian
+    address4.sin_addr.s_addr = inet_addr(address)
+    let length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    return withUnsafePointer(to: &address4) { pointer in
+        pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 }
+    }
+}
+
+private func freePortCandidate(on host: String) throws -> Int {
     for _ in 0..<50 {
         #if canImport(Glibc)
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
@@ -317,16 +370,16 @@ public func freeLoopbackPort() throws -> Int {
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = 0
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_addr.s_addr = inet_addr(host)
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
         let bound = withUnsafeMutablePointer(to: &address) { pointer in
             pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in
                 bind(fd, sa, length) == 0 && getsockname(fd, sa, &length) == 0
             }
         }
-        guard bound else { throw HarnessError("cannot bind a socket to 127.0.0.1:0: errno \(errno)") }
+        guard bound else { throw HarnessError("cannot bind a socket to \(host):0: errno \(errno)") }
         let port = Int(UInt16(bigEndian: address.sin_port))
         if handedOutPorts.withLock({ $0.insert(port).inserted }) { return port }
     }
-    throw HarnessError("no free loopback port found")
+    throw HarnessError("no free port on \(host) found")
 }
