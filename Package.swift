@@ -183,6 +183,12 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
+        // Builds that really run, on the harness's single-node cluster.
+        .testTarget(
+            name: "RealBuildTests",
+            dependencies: ["ImageBuilder", "ImageBuilderReconcilers", "KubeTypes", "KubeClient", "RegistryTypes",
+                           "RegistryClient", "KubeTestSupport", "TestHarness"]
+        ),
         .testTarget(
             name: "ImageBuilderIntegrationTests",
             dependencies: ["ImageBuilder", "ImageBuilderReconcilers", "KubeTypes", "KubeClient", "KubeRuntime", "RegistryTypes", "RegistryClient", "RegistryTestSupport", "KubeTestSupport", "TestHarness", "CurlHTTP"]

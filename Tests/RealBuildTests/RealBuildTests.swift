@@ -1,0 +1,157 @@
+import Foundation
+import ImageBuilder
+import ImageBuilderReconcilers
+import KubeClient
+import KubeTestSupport
+import KubeTypes
+import RegistryClient
+import RegistryTypes
+import TestHarness
+import Testing
+
+/// Builds that really run: the operator (in this process) against a real single-node cluster
+/// (kubelet, containerd, CNI bridge) and registry. An ImageSpec becomes a buildah Job whose Pod
+/// installs apt packages from Debian and pip packages from PyPI, pushes to the registry and hands
+/// the digest back; then a Pod runs the built image.
+@Suite("Real builds on a single-node cluster", .serialized)
+struct RealBuildTests {
+    /// The operator's configuration for the tier: buildah with the harness's builder image and
+    /// seccomp profile; pushes to the registry as Pods reach it (plain HTTP).
+    static func config(_ cluster: NodeCluster) -> OperatorConfig {
+        var config = OperatorConfig()
+        config.registry.push = .prefix("\(cluster.podRegistryHost)/primehub")
+        config.registry.insecure = true
+        config.registry.insecureRegistries = [cluster.podRegistryHost, cluster.registry.host]
+        config.builder.strategy = .buildah
+        config.builder.image = cluster.images.builder
+        config.builder.seccompProfile = .localhost(NodeCluster.buildahSeccompProfile)
+        config.builder.timeoutSeconds = 900
+        config.builder.resources = nil
+        return config
+    }
+
+    /// The base image as a Pod's build reaches it (the bridge address of the same registry).
+    static func base(_ cluster: NodeCluster) -> String {
+        cluster.images.base.replacingOccurrences(of: cluster.registry.host, with: cluster.podRegistryHost)
+    }
+
+    static let crds = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().appendingPathComponent("crds").path
+
+    /// Runs the operator for `namespace` while `body` runs.
+    static func withOperator<T: Sendable>(_ cluster: NodeCluster, namespace: String, config: OperatorConfig,
+                                          _ body: @Sendable (KubernetesClient) async throws -> T) async throws -> T {
+        let client = try cluster.controlPlane.client()
+        _ = try await cluster.kubectl(["apply", "-k", crds])
+        _ = try await cluster.kubectl(["wait", "--for=condition=Established", "crd/imagespecs.primehub.io",
+                                       "crd/imagespecjobs.primehub.io", "crd/images.primehub.io", "--timeout=60s"])
+        let imageBuilder = ImageBuilderOperator(
+            client: client, config: config,
+            options: .init(namespaces: [namespace], workers: 2, probePort: nil, stalledRetryInterval: .seconds(5)))
+        return try await withThrowingTaskGroup(of: T?.self) { group in
+            group.addTask {
+                try await imageBuilder.run(signals: [])
+                return nil
+            }
+            defer { imageBuilder.shutDown() }
+            let result = try await body(client)
+            imageBuilder.shutDown()
+            while let next = try await group.next() {
+                if let next { return next }
+            }
+            return result
+        }
+    }
+
+    static func waitFor(_ client: KubernetesClient, _ name: String, namespace: String, _ what: String,
+                        timeout: Duration = .seconds(600), _ condition: @escaping @Sendable (ImageSpec) -> Bool) async throws -> ImageSpec {
+        var last: ImageSpec?
+        do {
+            try await eventually(timeout: timeout, "\(name): \(what)") {
+                last = try await client.get(ImageSpec.self, name: name, namespace: namespace)
+                return last.map(condition) ?? false
+            }
+        } catch {
+            Issue.record("last status of \(name): \(String(describing: last?.status))")
+            throw error
+        }
+        return last!
+    }
+
+    @Test func anImageSpecIsBuiltPushedPublishedAndRuns() async throws {
+        let cluster = try await NodeCluster.shared()
+        let namespace = try await cluster.controlPlane.makeNamespace("build")
+        try await Self.withOperator(cluster, namespace: namespace, config: Self.config(cluster)) { client in
+            let spec = ImageSpec(metadata: ObjectMeta(name: "tools", namespace: namespace), spec: ImageSpecSpec(
+                baseImage: Self.base(cluster),
+                packages: Packages(apt: ["jq"], pip: ["six==1.16.0", "idna[all]>=3 ; python_version >= '3'"]),
+                env: [ImageEnvVar(name: "GREETING", value: "hello from image-builder")],
+                publish: Publish(displayName: "Tools", type: "cpu")))
+            _ = try await client.create(spec)
+
+            let ready = try await Self.waitFor(client, "tools", namespace: namespace, "built and pushed") {
+                $0.isTrue(Condition.ready) || $0.isTrue(Condition.stalled)
+            }
+            #expect(ready.isTrue(Condition.ready), "\(String(describing: ready.condition(Condition.stalled)?.message))")
+            #expect(ready.status?.phase == "Succeeded")
+            let image = try #require(ready.status?.image.nilIfEmpty)
+            let digest = try #require(ready.status?.digest)
+
+            // The digest handed back is the registry's.
+            let reference = try ImageReference(parsing: image.replacingOccurrences(of: cluster.podRegistryHost, with: cluster.registry.host))
+            let registry = RegistryClient(configuration: RegistryClient.Configuration(
+                registries: [cluster.registry.host: RegistryOptions(insecure: true)]))
+            let registryDigest = try await registry.digest(of: reference)
+            #expect(registryDigest.description == digest)
+
+            // Published to PrimeHub's image list.
+            let published = try await client.get(Image.self, name: "tools", namespace: namespace)
+            #expect(published.spec.url == image)
+
+            // PrimeHub's record names the build Pod, whose log the console reads without naming a container.
+            let record = try await client.get(ImageSpecJob.self, name: ready.status?.jobName ?? "", namespace: namespace)
+            #expect(record.status?.phase == "Succeeded")
+            let podName = try #require(record.status?.podName.nilIfEmpty)
+            let log = try await cluster.kubectl(["logs", "-n", namespace, podName])
+            #expect(!log.isEmpty)
+
+            // The built image runs: the packages, the environment and the base image's user.
+            let runner = "run-tools"
+            let pulled = "\(cluster.registry.host)/primehub/tools:\(image.split(separator: ":").last ?? "")"
+            _ = try await cluster.kubectl(["run", runner, "-n", namespace, "--restart=Never", "--image=\(pulled)",
+                                           "--command", "--", "sh", "-c",
+                                           "jq --version; python3 -c 'import six, idna; print(\"six\", six.__version__)'; echo \"$GREETING\"; id -u"])
+            let finished = try await cluster.waitForPodToFinish(runner, namespace: namespace)
+            #expect(finished.exitCode == 0, "\(finished.logs)")
+            #expect(finished.logs.contains("jq-"), "\(finished.logs)")
+            #expect(finished.logs.contains("six 1.16.0"), "\(finished.logs)")
+            #expect(finished.logs.contains("hello from image-builder"), "\(finished.logs)")
+            #expect(finished.logs.split(separator: "\n").last == "1000", "the base image's user: \(finished.logs)")
+        }
+    }
+
+    @Test func aBuildStepThatFailsSaysWhichPackage() async throws {
+        let cluster = try await NodeCluster.shared()
+        let namespace = try await cluster.controlPlane.makeNamespace("fail")
+        try await Self.withOperator(cluster, namespace: namespace, config: Self.config(cluster)) { client in
+            _ = try await client.create(ImageSpec(metadata: ObjectMeta(name: "broken", namespace: namespace), spec: ImageSpecSpec(
+                baseImage: Self.base(cluster), packages: Packages(apt: ["image-builder-no-such-package"]))))
+            let failed = try await Self.waitFor(client, "broken", namespace: namespace, "failed") {
+                $0.isTrue(Condition.stalled) || $0.isTrue(Condition.ready)
+            }
+            #expect(failed.status?.phase == "Failed")
+            let stalled = try #require(failed.condition(Condition.stalled))
+            #expect(stalled.reason == "BuildStepFailed", "\(stalled.message ?? "")")
+            #expect(stalled.message?.contains("image-builder-no-such-package") == true, "\(stalled.message ?? "")")
+        }
+    }
+}
+
+extension String {
+    var nilIfEmpty: String? { isEmpty ? nil : self }
+}
+
+extension ImageSpec {
+    func condition(_ type: String) -> Condition? { status?.conditions?[type] }
+    func isTrue(_ type: String) -> Bool { condition(type)?.isTrue == true }
+}
