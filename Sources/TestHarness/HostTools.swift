@@ -45,9 +45,18 @@ func runSync(_ executable: String, _ arguments: [String], timeout: Double = 30) 
     return (exitCode, output)
 }
 
+/// The whole content of a /proc file. (`String(contentsOfFile:)` and `FileManager.contents` stop
+/// after the first page of these files, whose reported size is 0.)
+func readProcFile(_ path: String) -> Data? {
+    guard let handle = FileHandle(forReadingAtPath: path) else { return nil }
+    defer { try? handle.close() }
+    return try? handle.readToEnd()
+}
+
 /// Mount points at or below `directory` (from /proc/self/mountinfo), deepest first.
 func mountPoints(under directory: String) -> [String] {
-    guard let text = try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8) else { return [] }
+    guard let data = readProcFile("/proc/self/mountinfo") else { return [] }
+    let text = String(decoding: data, as: UTF8.self)
     let prefix = directory.hasSuffix("/") ? directory : directory + "/"
     var points: [String] = []
     for line in text.split(separator: "\n") {
@@ -100,7 +109,7 @@ func processes(where matches: ([String]) -> Bool) -> [(pid: pid_t, arguments: [S
     var found: [(pid_t, [String])] = []
     for entry in entries {
         guard let pid = pid_t(entry), pid != getpid(),
-            let data = FileManager.default.contents(atPath: "/proc/\(entry)/cmdline"), !data.isEmpty
+            let data = readProcFile("/proc/\(entry)/cmdline"), !data.isEmpty
         else { continue }
         let arguments = data.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
         if matches(arguments) { found.append((pid, arguments)) }

@@ -305,7 +305,8 @@ func listeningSockets(of pids: [Int32]) -> [Listener] {
     }
     var listeners: [Listener] = []
     for file in ["/proc/net/tcp", "/proc/net/tcp6"] {
-        guard let text = try? String(contentsOfFile: file, encoding: .utf8) else { continue }
+        guard let data = readProcFile(file) else { continue }
+        let text = String(decoding: data, as: UTF8.self)
         for line in text.split(separator: "\n").dropFirst() {
             let fields = line.split(separator: " ")
             guard fields.count > 9, fields[3] == "0A", let pid = owners[String(fields[9])] else { continue }
