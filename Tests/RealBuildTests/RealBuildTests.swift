@@ -115,6 +115,26 @@ struct RealBuildTests {
             let log = try await cluster.kubectl(["logs", "-n", namespace, podName])
             #expect(!log.isEmpty)
 
+            // The build Pod ran with exactly the documented privileges: root in its own user
+            // namespace with SETUID, SETGID and SETFCAP only, the Localhost seccomp profile, no
+            // privilege escalation, a read-only root, no service-account token, no host paths.
+            let buildPod = try await client.get(Pod.self, name: podName, namespace: namespace)
+            let podSpec = try #require(buildPod.spec)
+            #expect(podSpec.automountServiceAccountToken == false)
+            // Every volume is a ConfigMap, a Secret or an emptyDir (a host path would be none of these).
+            #expect(podSpec.volumes?.allSatisfy { $0.configMap != nil || $0.secret != nil || $0.emptyDir != nil } ?? true)
+            for container in (podSpec.initContainers ?? []) + podSpec.containers {
+                let context = try #require(container.securityContext, "\(container.name) has no security context")
+                #expect(context.privileged != true, "\(container.name)")
+                #expect(context.runAsUser == 0, "\(container.name)")
+                #expect(context.allowPrivilegeEscalation == false, "\(container.name)")
+                #expect(context.readOnlyRootFilesystem == true, "\(container.name)")
+                #expect(context.capabilities?.drop == ["ALL"], "\(container.name)")
+                #expect(Set(context.capabilities?.add ?? []) == ["SETUID", "SETGID", "SETFCAP"], "\(container.name)")
+                #expect(context.seccompProfile == SeccompProfile(type: "Localhost", localhostProfile: NodeCluster.buildahSeccompProfile),
+                        "\(container.name)")
+            }
+
             // The built image runs: the packages, the environment and the base image's user.
             let runner = "run-tools"
             let pulled = "\(cluster.registry.host)/primehub/tools:\(image.split(separator: ":").last ?? "")"
@@ -127,6 +147,76 @@ struct RealBuildTests {
             #expect(finished.logs.contains("six 1.16.0"), "\(finished.logs)")
             #expect(finished.logs.contains("hello from image-builder"), "\(finished.logs)")
             #expect(finished.logs.split(separator: "\n").last == "1000", "the base image's user: \(finished.logs)")
+        }
+    }
+
+    @Test func aRebuildRunsTheStepsAgainAndACancelStopsTheBuildPod() async throws {
+        let cluster = try await NodeCluster.shared()
+        let namespace = try await cluster.controlPlane.makeNamespace("rebuild")
+        try await Self.withOperator(cluster, namespace: namespace, config: Self.config(cluster)) { client in
+            _ = try await client.create(ImageSpec(metadata: ObjectMeta(name: "again", namespace: namespace), spec: ImageSpecSpec(
+                baseImage: Self.base(cluster), packages: Packages(pip: ["six"]))))
+            let first = try await Self.waitFor(client, "again", namespace: namespace, "built") {
+                $0.isTrue(Condition.ready) || $0.isTrue(Condition.stalled)
+            }
+            #expect(first.isTrue(Condition.ready), "\(String(describing: first.condition(Condition.stalled)?.message))")
+            let firstDigest = try #require(first.status?.digest)
+
+            // A newer updateTime: the package steps run again; the same tag, a new digest.
+            let later = KubeJSON.formatTimestamp(Date().addingTimeInterval(2))
+            _ = try await client.patch(ImageSpec.self, name: "again", namespace: namespace,
+                                       patch: .merge(["spec": ["updateTime": .string(later)]]))
+            let second = try await Self.waitFor(client, "again", namespace: namespace, "built again") {
+                ($0.isTrue(Condition.ready) && $0.status?.digest != firstDigest) || $0.isTrue(Condition.stalled)
+            }
+            #expect(second.isTrue(Condition.ready), "\(String(describing: second.condition(Condition.stalled)?.message))")
+            #expect(second.status?.image == first.status?.image)
+            #expect(second.status?.digest != firstDigest)
+
+            // Cancel of a running build: its Job and Pod go, the phase is Cancelled.
+            let latest = KubeJSON.formatTimestamp(Date().addingTimeInterval(4))
+            _ = try await client.patch(ImageSpec.self, name: "again", namespace: namespace,
+                                       patch: .merge(["spec": ["updateTime": .string(latest)]]))
+            let running = try await Self.waitFor(client, "again", namespace: namespace, "running again", timeout: .seconds(300)) {
+                $0.status?.phase == "Running"
+            }
+            let jobName = running.status?.jobName ?? ""
+            _ = try await client.patch(ImageSpec.self, name: "again", namespace: namespace,
+                                       patch: .merge(["spec": ["cancel": true]]))
+            let cancelled = try await Self.waitFor(client, "again", namespace: namespace, "cancelled", timeout: .seconds(120)) {
+                $0.status?.phase == "Cancelled"
+            }
+            #expect(cancelled.condition(Condition.stalled)?.reason == "Cancelled")
+            try await eventually(timeout: .seconds(180), "the cancelled build's Pods are gone") {
+                let pods = try await client.list(Pod.self, namespace: namespace, options: ListOptions(labelSelector: "job-name=\(jobName)"))
+                return pods.items.isEmpty
+            }
+        }
+    }
+
+    @Test func pushesToATLSRegistryWithACustomCA() async throws {
+        let cluster = try await NodeCluster.shared()
+        let namespace = try await cluster.controlPlane.makeNamespace("tls")
+        let secure = try await LocalRegistry.start(tls: true, additionalAddresses: [cluster.bridgeAddress])
+        defer { Task { await secure.stop() } }
+        var config = Self.config(cluster)
+        let secureHost = "\(cluster.bridgeAddress):\(secure.port)"
+        config.registry.push = .prefix("\(secureHost)/primehub")
+        config.registry.insecure = false
+        config.registry.caBundle = String(decoding: try #require(secure.caCertificatePEM), as: UTF8.self)
+        try await Self.withOperator(cluster, namespace: namespace, config: config) { client in
+            _ = try await client.create(ImageSpec(metadata: ObjectMeta(name: "secure", namespace: namespace), spec: ImageSpecSpec(
+                baseImage: Self.base(cluster), packages: Packages(pip: ["six"]))))
+            let built = try await Self.waitFor(client, "secure", namespace: namespace, "built") {
+                $0.isTrue(Condition.ready) || $0.isTrue(Condition.stalled)
+            }
+            #expect(built.isTrue(Condition.ready), "\(String(describing: built.condition(Condition.stalled)?.message))")
+            let image = try #require(built.status?.image.nilIfEmpty)
+            #expect(image.hasPrefix(secureHost + "/primehub/secure:"))
+            let registry = RegistryClient(configuration: RegistryClient.Configuration(
+                registries: [secureHost: RegistryOptions(caData: secure.caCertificatePEM)]))
+            let digest = try await registry.digest(of: try ImageReference(parsing: image))
+            #expect(digest.description == built.status?.digest)
         }
     }
 
