@@ -438,11 +438,17 @@ private struct Decider {
         if let job, !job.isFinished {
             act([.deleteJob(job)])
             var record = latestRecord(jobName: jobName, hash: identity.hash)
-            record.phase = BuildPhase.cancelled.rawValue
-            record.completionTime = now
-            record.reason = Reason.cancelled.rawValue
-            status.record(record, limit: config.historyLimit)
-            finished("cancelled", record)
+            // A pass before the cache shows the deletion sees this Job again: its cancel is recorded
+            // and counted once.
+            let recorded = record.phase == BuildPhase.cancelled.rawValue
+                && (job.metadata.creationTimestamp ?? .distantPast) <= (record.completionTime ?? .distantFuture)
+            if !recorded {
+                record.phase = BuildPhase.cancelled.rawValue
+                record.completionTime = now
+                record.reason = Reason.cancelled.rawValue
+                status.record(record, limit: config.historyLimit)
+                finished("cancelled", record)
+            }
             keepImageSpecJob(record, pod: observation.pods[jobName], spec: nil, identity: identity)
             stall(.cancelled, .cancelled, "build \(jobName) was cancelled (spec.cancel is true)", jobName: jobName)
             return .next(.done)
@@ -457,6 +463,8 @@ private struct Decider {
             record.reason = Reason.cancelled.rawValue
             status.record(record, limit: config.historyLimit)
             finished("cancelled", record)
+            // No Job to delete (gone, or not ours): PrimeHub's record still says the build ended.
+            keepImageSpecJob(record, pod: observation.pods[jobName], spec: nil, identity: identity)
         }
         stall(.cancelled, .cancelled, "no build runs while spec.cancel is true", jobName: jobName)
         return .next(.done)
@@ -726,13 +734,29 @@ private struct Decider {
             checkChanges.append(.checked(now))
             return .next(checkAgain)
         }
+        let job = observation.ownedJobs.first { $0.metadata.name == record.jobName }
+        // This pass deletes the old build or starts the rebuild, both decided from a current
+        // ImageSpec only: that, and what starting needs, is asked before a slot is taken (taking it
+        // is the fetch), so a pass that cannot go ahead takes none, and the pass stays within the
+        // shell's fact rounds.
+        var needed: Set<Fact> = []
+        if facts.currentResourceVersion == nil { needed.insert(.currentResourceVersion) }
+        if job == nil, facts.pushAccess == nil {
+            let registry = ImageReference.parse(identity.targetImage)?.registry
+            needed.insert(.pushAccess(target: identity.targetImage,
+                                      credential: registry.flatMap(credentials.pushCredential(forRegistry:))))
+        }
+        if !needed.isEmpty { return .need(needed) }
+        guard let current = facts.currentResourceVersion, current == imageSpec.metadata.resourceVersion else {
+            return .stale(.milliseconds(100))
+        }
         guard let slot = facts.rebuildSlot else { return .need([.rebuildSlot]) }
         if case .fullUntil(let free) = slot {
             notes.append("base image moved to \(resolved.digest); the rebuild waits for the rate limit")
             return .next(.after(.seconds(max(1, free.timeIntervalSince(now)))))
         }
         checkChanges.append(.checked(now))
-        if let job = observation.ownedJobs.first(where: { $0.metadata.name == record.jobName }) {
+        if let job {
             checkChanges.append(.pendingRebuild(resolved.digest))
             deleteBuild(job, identity: identity)
             return .next(.after(.seconds(1)))
