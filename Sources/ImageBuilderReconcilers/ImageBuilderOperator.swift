@@ -56,91 +56,37 @@ public struct ImageBuilderOperator: Sendable {
             let list = options.namespaces.isEmpty ? config.watchNamespaces : options.namespaces
             return list.isEmpty ? [nil] : list.map { $0 }
         }()
-        // Each path watches its own builds (PrimeHub's `app` label tells them apart).
-        let managedBy = "\(MetadataKeys.managedBy)=\(MetadataKeys.managedByValue),app=\(BuildSource.imageSpec.appLabel)"
-        let imageBuilds = "\(MetadataKeys.managedBy)=\(MetadataKeys.managedByValue),app=\(BuildSource.image.appLabel)"
         let specWatchers = namespaces.map {
             Watcher(client: client, ImageSpec.self, scope: WatchScope(namespace: $0), transform: StoreTransforms.stripManagedFields)
         }
-        let jobWatchers = namespaces.map {
-            Watcher(client: client, Job.self, scope: WatchScope(namespace: $0, labelSelector: managedBy),
-                    transform: StoreTransforms.summarizeJob)
-        }
-        let recordWatchers = namespaces.map {
-            Watcher(client: client, ImageSpecJob.self, scope: WatchScope(namespace: $0, labelSelector: managedBy),
-                    transform: StoreTransforms.stripManagedFields)
-        }
-        let podWatchers = namespaces.map {
-            Watcher(client: client, Pod.self, scope: WatchScope(namespace: $0, labelSelector: managedBy),
-                    transform: StoreTransforms.stripManagedFields)
-        }
-
         let imageWatchers = namespaces.map {
             Watcher(client: client, Image.self, scope: WatchScope(namespace: $0), transform: StoreTransforms.stripManagedFields)
         }
-        let imageJobWatchers = namespaces.map {
-            Watcher(client: client, Job.self, scope: WatchScope(namespace: $0, labelSelector: imageBuilds),
-                    transform: StoreTransforms.summarizeJob)
-        }
-        let imagePodWatchers = namespaces.map {
-            Watcher(client: client, Pod.self, scope: WatchScope(namespace: $0, labelSelector: imageBuilds),
-                    transform: StoreTransforms.stripManagedFields)
-        }
-        let imageRecordWatchers = namespaces.map {
-            Watcher(client: client, ImageSpecJob.self, scope: WatchScope(namespace: $0, labelSelector: imageBuilds),
-                    transform: StoreTransforms.stripManagedFields)
-        }
+        // Each path watches its own builds (PrimeHub's `app` label tells them apart).
+        let specBuilds = BuildWatchers(client: client, namespaces: namespaces, source: .imageSpec)
+        let imageBuilds = BuildWatchers(client: client, namespaces: namespaces, source: .image)
+
         let inspector = registry ?? LiveRegistryInspector(client: Self.registryClient(config: config, platform: options.platform))
         let events = EventRecorder(client: client, component: "image-builder")
         let reconciler = ImageSpecReconciler(
-            client: client, config: config, registry: inspector,
-            imageSpecs: StoreSet(specWatchers.map(\.store)), jobs: StoreSet(jobWatchers.map(\.store)),
-            pods: StoreSet(podWatchers.map(\.store)), imageSpecJobs: StoreSet(recordWatchers.map(\.store)), events: events, stalledRetryInterval: options.stalledRetryInterval,
-            logger: logger)
-
+            client: client, config: config, registry: inspector, imageSpecs: StoreSet(specWatchers.map(\.store)),
+            jobs: specBuilds.jobStores, pods: specBuilds.podStores, imageSpecJobs: specBuilds.recordStores, events: events,
+            stalledRetryInterval: options.stalledRetryInterval, logger: logger)
         let imageReconciler = ImageReconciler(
             client: client, config: config, registry: inspector, images: StoreSet(imageWatchers.map(\.store)),
-            jobs: StoreSet(imageJobWatchers.map(\.store)), pods: StoreSet(imagePodWatchers.map(\.store)),
-            imageSpecJobs: StoreSet(imageRecordWatchers.map(\.store)), events: events,
+            jobs: imageBuilds.jobStores, pods: imageBuilds.podStores, imageSpecJobs: imageBuilds.recordStores, events: events,
             stalledRetryInterval: options.stalledRetryInterval, logger: logger)
 
         let elector = options.leaderElection.map { LeaderElector(client: client, configuration: $0) }
         let controller = Controller(name: "imagespec", reconciler: reconciler, workers: max(options.workers, 1),
                                     leaderElector: elector, eventRecorder: events, logger: logger)
         for watcher in specWatchers { controller.watch(watcher) }
-        for watcher in jobWatchers { controller.owns(watcher, owner: ImageSpec.resourceType) }
-        for watcher in recordWatchers { controller.owns(watcher, owner: ImageSpec.resourceType) }
-        // A build Pod names its ImageSpec in an annotation (from the Job's pod template); Pods of
-        // older builds are traced through their Job, whose controller is the ImageSpec.
-        let jobs = reconciler.jobs
-        for watcher in podWatchers {
-            controller.watches(watcher) { pod in
-                if let name = pod.metadata.annotations?[BuildPlanner.imageSpecAnnotation] {
-                    return [ObjectKey(namespace: pod.metadata.namespace, name: name)]
-                }
-                guard let owner = pod.metadata.controllerReference, owner.kind == "Job",
-                      let job = jobs.get(name: owner.name, namespace: pod.metadata.namespace),
-                      let key = OwnerMapping.controllerOwnerKey(of: job.metadata, owner: ImageSpec.resourceType)
-                else { return [] }
-                return [key]
-            }
-        }
+        specBuilds.feed(controller, owner: ImageSpec.resourceType)
         // One event recorder, run (and flushed at shutdown) by the ImageSpec controller.
         let imageController = Controller(name: "image", reconciler: imageReconciler, workers: max(options.workers, 1),
                                          leaderElector: elector, eventRecorder: nil, logger: logger)
         for watcher in imageWatchers { imageController.watch(watcher) }
-        for watcher in imageJobWatchers { imageController.owns(watcher, owner: Image.resourceType) }
-        for watcher in imageRecordWatchers { imageController.owns(watcher, owner: Image.resourceType) }
-        let imageJobs = imageReconciler.jobs
-        for watcher in imagePodWatchers {
-            imageController.watches(watcher) { pod in
-                guard let owner = pod.metadata.controllerReference, owner.kind == "Job",
-                      let job = imageJobs.get(name: owner.name, namespace: pod.metadata.namespace),
-                      let key = OwnerMapping.controllerOwnerKey(of: job.metadata, owner: Image.resourceType)
-                else { return [] }
-                return [key]
-            }
-        }
+        imageBuilds.feed(imageController, owner: Image.resourceType)
         let probes = options.probePort.map { ProbeServer(host: options.probeHost, port: $0) }
         let manager = ControllerManager(leaderElector: elector, probeServer: probes)
         manager.add(controller)
@@ -185,5 +131,55 @@ public struct ImageBuilderOperator: Sendable {
                                                caData: config.registry.caBundle.map { Data($0.utf8) })
         }
         return RegistryClient(configuration: RegistryClient.Configuration(registries: registries, defaultPlatform: platform))
+    }
+}
+
+/// The watches of one build path's objects (Jobs, their Pods, PrimeHub's records), selected by the
+/// path's `app` label, and how their changes reach the path's controller.
+struct BuildWatchers {
+    let jobs: [Watcher<Job>]
+    let pods: [Watcher<Pod>]
+    let records: [Watcher<ImageSpecJob>]
+
+    init(client: KubernetesClient, namespaces: [String?], source: BuildSource) {
+        let selector = "\(MetadataKeys.managedBy)=\(MetadataKeys.managedByValue),app=\(source.appLabel)"
+        jobs = namespaces.map {
+            Watcher(client: client, Job.self, scope: WatchScope(namespace: $0, labelSelector: selector),
+                    transform: StoreTransforms.summarizeJob)
+        }
+        pods = namespaces.map {
+            Watcher(client: client, Pod.self, scope: WatchScope(namespace: $0, labelSelector: selector),
+                    transform: StoreTransforms.stripManagedFields)
+        }
+        records = namespaces.map {
+            Watcher(client: client, ImageSpecJob.self, scope: WatchScope(namespace: $0, labelSelector: selector),
+                    transform: StoreTransforms.stripManagedFields)
+        }
+    }
+
+    var jobStores: StoreSet<Job> { StoreSet(jobs.map(\.store)) }
+    var podStores: StoreSet<Pod> { StoreSet(pods.map(\.store)) }
+    var recordStores: StoreSet<ImageSpecJob> { StoreSet(records.map(\.store)) }
+
+    /// Jobs and records enqueue their controller owner (of kind `owner`). A build Pod names what it
+    /// builds in an annotation (from the Job's pod template, in the owner's namespace); Pods of
+    /// older builds are traced through their Job.
+    func feed<R: Reconciler>(_ controller: Controller<R>, owner: ResourceType) {
+        for watcher in jobs { controller.owns(watcher, owner: owner) }
+        for watcher in records { controller.owns(watcher, owner: owner) }
+        let jobs = jobStores
+        for watcher in pods {
+            controller.watches(watcher) { pod in
+                if let name = pod.metadata.annotations?[MetadataKeys.imageSpec] {
+                    return [ObjectKey(namespace: pod.metadata.namespace, name: name)]
+                }
+                guard let job = pod.metadata.controllerReference.flatMap({ owner in
+                          owner.kind == "Job" ? jobs.get(name: owner.name, namespace: pod.metadata.namespace) : nil
+                      }),
+                      let key = OwnerMapping.controllerOwnerKey(of: job.metadata, owner: owner)
+                else { return [] }
+                return [key]
+            }
+        }
     }
 }
