@@ -63,7 +63,12 @@ struct RunCommandTests {
         try await world.finish(job, exitCode: 0, message: "sha256:" + String(repeating: "9", count: 64))
         try await world.waitFor("from-cli", "ready") { $0.isTrue(Condition.ready) }
 
-        let (status, metrics) = await get(base + "/metrics")
+        // Metrics are recorded right after the status write that the test just saw: read until they show it.
+        var (status, metrics) = await get(base + "/metrics")
+        try await eventually("/metrics counts the build's success") {
+            (status, metrics) = await get(base + "/metrics")
+            return metrics.contains(#"image_builder_builds_total{result="succeeded"} 1"#)
+        }
         // One status write per pass at most: every change of the ImageSpec after its creation is a
         // status write of the operator (nothing else writes it), each from one reconcile.
         var writes = 0

@@ -216,7 +216,11 @@ struct NodeClusterTests {
 
 /// A tier of its own, beside the shared one (own bridge and addresses, no kube-proxy): start,
 /// stop, and nothing left behind (processes, mounts, directory, bridge, masquerade rules).
-@Suite("Node tier lifecycle", .serialized)
+// Disabled: a second tier's kubelet garbage-collects the log folders in /var/log/pods (a fixed
+// path in kubelet 1.20) of Pods it does not know, which are the shared tier's: run beside the
+// shared tier it made `kubectl logs` of other tests fail at random. It needs a tier that runs
+// alone (or its own /var/log/pods through a mount namespace) before it can come back.
+@Suite("Node tier lifecycle", .serialized, .disabled("a second tier's kubelet removes the shared tier's Pod logs"))
 struct NodeClusterLifecycleTests {
     @Test func stopLeavesNothingBehind() async throws {
         let cluster = try await NodeCluster.start(.init(
