@@ -206,6 +206,7 @@ struct BuildShell: Sendable {
             case .liveJob(let job): facts.liveJob = .some(job)
             case .publishedImage(let image): facts.publishedImage = .some(image)
             case .rebuildSlot(let slot): facts.rebuildSlot = slot
+            case .builderLog(let log): facts.builderLog = .some(log)
             }
         }
         return facts
@@ -219,6 +220,7 @@ struct BuildShell: Sendable {
         case liveJob(Job?)
         case publishedImage(Image?)
         case rebuildSlot(RebuildSlot)
+        case builderLog(String?)
     }
 
     func fetch(_ fact: Fact, for imageSpec: ImageSpec,
@@ -255,6 +257,16 @@ struct BuildShell: Sendable {
             return .publishedImage(try await getIfPresent(Image.self, name: name, namespace: namespace))
         case .rebuildSlot:
             return .rebuildSlot(baseImageChecks.takeRebuildSlot(at: clock()).map(RebuildSlot.fullUntil) ?? .granted)
+        case .builderLog(let pod, let container):
+            // A log that cannot be read leaves the description without it; the failure is still recorded.
+            let options = LogOptions(container: container, tailLines: BuildAssessment.logTailLines, limitBytes: 16_384)
+            do {
+                return .builderLog(try await client.logs(pod: pod, namespace: namespace, options: options))
+            } catch is CancellationError {
+                throw CancellationError()
+            } catch {
+                return .builderLog(nil)
+            }
         }
     }
 

@@ -54,8 +54,8 @@ func readProcFile(_ path: String) -> Data? {
 }
 
 /// Mount points at or below `directory` (from /proc/self/mountinfo), deepest first.
-func mountPoints(under directory: String) -> [String] {
-    guard let data = readProcFile("/proc/self/mountinfo") else { return [] }
+func mountPoints(under directory: String, inNamespaceOf pid: pid_t? = nil) -> [String] {
+    guard let data = readProcFile("/proc/\(pid.map(String.init) ?? "self")/mountinfo") else { return [] }
     let text = String(decoding: data, as: UTF8.self)
     let prefix = directory.hasSuffix("/") ? directory : directory + "/"
     var points: [String] = []

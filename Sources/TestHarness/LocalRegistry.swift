@@ -68,10 +68,12 @@ public final class LocalRegistry: Sendable {
     /// Starts a registry; returns once `GET /v2/` answers (200, or 401 with authentication) on
     /// every address. `additionalAddresses` are listened on beside 127.0.0.1 (same port);
     /// `seedStorage` is a registry storage tree (holding `docker/`) copied in before the start.
+    /// With `.token` auth the token server listens on the first additional address (else
+    /// 127.0.0.1); `pushGrantedTo` limits push tokens to clients from those addresses.
     /// Throws with the registry's log tail when it cannot start.
     public static func start(
         auth: Auth = .none, tls: Bool = false, additionalAddresses: [String] = [], seedStorage: String? = nil,
-        startupTimeout: Duration = .seconds(30)
+        pushGrantedTo: Set<String>? = nil, startupTimeout: Duration = .seconds(30)
     ) async throws -> LocalRegistry {
         let executable = try requireExecutable(
             "docker-registry", package: "docker-registry", fallbacks: ["/usr/bin/docker-registry"])
@@ -145,7 +147,9 @@ public final class LocalRegistry: Sendable {
                 """
             case .token(let username, let password):
                 let issuer = try await TokenIssuer.make(directory: directory, service: "image-builder-test-registry")
-                let tokens = try TokenServer(issuer: issuer, username: username, password: password)
+                let tokens = try TokenServer(
+                    issuer: issuer, username: username, password: password,
+                    address: additionalAddresses.first ?? "127.0.0.1", pushGrantedTo: pushGrantedTo)
                 tokenServer = tokens
                 config += """
                 auth:

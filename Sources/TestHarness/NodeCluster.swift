@@ -50,6 +50,10 @@ public final class NodeCluster: Sendable {
         /// Run kube-proxy (Services, e.g. `kubernetes`, from Pods). Its iptables chains are global:
         /// of tiers running at the same time (each on its own bridge), only one may run it.
         public var kubeProxy: Bool
+        /// Run containerd and the kubelet in a mount namespace of their own in which
+        /// `/var/log/pods` (a fixed path in kubelet 1.20) is a folder of the tier's: a kubelet
+        /// removes the log folders there of Pods it does not know, so a tier beside another needs it.
+        public var privatePodLogs: Bool
 
         public init(
             bridgeName: String = "cni0",
@@ -66,9 +70,11 @@ public final class NodeCluster: Sendable {
             lockTimeout: Duration = .seconds(900),
             binaryDirectory: String? = nil,
             imageDirectory: String? = nil,
-            kubeProxy: Bool = true
+            kubeProxy: Bool = true,
+            privatePodLogs: Bool = false
         ) {
             self.kubeProxy = kubeProxy
+            self.privatePodLogs = privatePodLogs
             self.bridgeName = bridgeName
             self.bridgeAddress = bridgeAddress
             self.podSubnet = podSubnet
@@ -131,6 +137,8 @@ public final class NodeCluster: Sendable {
     private let kubelet: ServerProcess
     private let scheduler: ServerProcess
     private let kubeProxy: ServerProcess?
+    /// Holds the mount namespace of `Options.privatePodLogs`.
+    private let mountNamespace: ServerProcess?
     private let teardown: NodeTeardown
     private let lock: MachineLock
     private let stopped = Mutex(false)
@@ -139,7 +147,7 @@ public final class NodeCluster: Sendable {
         controlPlane: ControlPlane, registry: LocalRegistry, images: TestImages, kubectlPath: String,
         seccompProfileRoot: String, containerdSocket: String, directory: String, options: Options,
         startupDuration: Duration, containerd: ServerProcess, kubelet: ServerProcess, scheduler: ServerProcess,
-        kubeProxy: ServerProcess?, teardown: NodeTeardown, lock: MachineLock
+        kubeProxy: ServerProcess?, mountNamespace: ServerProcess?, teardown: NodeTeardown, lock: MachineLock
     ) {
         self.controlPlane = controlPlane
         self.registry = registry
@@ -157,6 +165,7 @@ public final class NodeCluster: Sendable {
         self.kubelet = kubelet
         self.scheduler = scheduler
         self.kubeProxy = kubeProxy
+        self.mountNamespace = mountNamespace
         self.teardown = teardown
         self.lock = lock
     }
@@ -273,8 +282,11 @@ public final class NodeCluster: Sendable {
     /// Pids of every server process of the tier (for checks of what they listen on).
     var serverPIDs: [pid_t] {
         controlPlane.serverPIDs + registry.serverPIDs
-            + [containerd, kubelet, scheduler, kubeProxy].compactMap { $0?.pid }
+            + [containerd, kubelet, scheduler, kubeProxy, mountNamespace].compactMap { $0?.pid }
     }
+
+    /// The process holding the tier's mount namespace (`Options.privatePodLogs`).
+    var mountNamespacePID: pid_t? { mountNamespace?.pid }
 
     /// True while containerd, the kubelet, the scheduler and kube-proxy run.
     public var isRunning: Bool {
@@ -395,8 +407,16 @@ public final class NodeCluster: Sendable {
                 directory: ctrDir, socket: socket, cniConfDir: cniConfDir, pauseImage: images.pause,
                 registryHost: reg.host
             ).write(toFile: ctrDir + "/config.toml", atomically: true, encoding: .utf8)
+            let mountNamespace = options.privatePodLogs
+                ? try await startMountNamespace(tools: tools, directory: directory, started: started) : nil
+            /// In the tier's mount namespace, if it has one.
+            func inNamespace(_ executable: String, _ arguments: [String]) -> (String, [String]) {
+                guard let pid = mountNamespace?.pid else { return (executable, arguments) }
+                return (tools.nsenter, ["--mount=/proc/\(pid)/ns/mnt", "--", executable] + arguments)
+            }
+            let containerdCommand = inNamespace(tools.containerd, ["--config", ctrDir + "/config.toml"])
             let containerd = ServerProcess(
-                name: "containerd", executable: tools.containerd, arguments: ["--config", ctrDir + "/config.toml"],
+                name: "containerd", executable: containerdCommand.0, arguments: containerdCommand.1,
                 directory: directory)
             started.append(containerd)
             try await containerd.start()
@@ -412,9 +432,7 @@ public final class NodeCluster: Sendable {
 
             // kubelet.
             let healthzPort = try freeLoopbackPort()
-            let kubelet = ServerProcess(
-                name: "kubelet", executable: tools.binaryDirectory + "/kubelet",
-                arguments: [
+            let kubeletCommand = inNamespace(tools.binaryDirectory + "/kubelet", [
                     "--kubeconfig=\(nodeIdentity.kubeconfig)",
                     "--container-runtime=remote",
                     "--container-runtime-endpoint=unix://\(socket)",
@@ -449,8 +467,9 @@ public final class NodeCluster: Sendable {
                     "--image-gc-high-threshold=100",
                     "--image-gc-low-threshold=99",
                     "--v=1",
-                ],
-                directory: directory)
+                ])
+            let kubelet = ServerProcess(
+                name: "kubelet", executable: kubeletCommand.0, arguments: kubeletCommand.1, directory: directory)
             started.append(kubelet)
             try await kubelet.start()
             try await waitUntil("kubelet /healthz", server: kubelet, timeout: options.startupTimeout,
@@ -516,7 +535,7 @@ public final class NodeCluster: Sendable {
                 controlPlane: cp, registry: reg, images: images, kubectlPath: tools.kubectl,
                 seccompProfileRoot: seccompRoot, containerdSocket: socket, directory: directory, options: options,
                 startupDuration: ContinuousClock.now - began, containerd: containerd, kubelet: kubelet,
-                scheduler: scheduler, kubeProxy: kubeProxy, teardown: teardown, lock: lock)
+                scheduler: scheduler, kubeProxy: kubeProxy, mountNamespace: mountNamespace, teardown: teardown, lock: lock)
             // From here on, the exit hook knows the servers by the cluster.
             ChildRegistry.shared.addExitHook(hookKey) { cluster.stopNow() }
             return cluster
@@ -661,6 +680,7 @@ public final class NodeCluster: Sendable {
         trace("node servers stopped")
         teardown.killContainers()
         await containerd.stop(grace: .seconds(5))
+        await mountNamespace?.stop(grace: .seconds(1))
         trace("containerd stopped")
         teardown.run()
         trace("host state restored")
@@ -686,7 +706,7 @@ public final class NodeCluster: Sendable {
         guard first else { return }
         terminate([kubeProxy, scheduler, kubelet].compactMap { $0?.pid }, grace: 2)
         teardown.killContainers()
-        terminate([containerd].compactMap(\.pid), grace: 2)
+        terminate([containerd, mountNamespace].compactMap { $0?.pid }, grace: 2)
         teardown.run()
         finish()
     }
@@ -806,6 +826,8 @@ struct NodeTools: Sendable {
     let kubectl: String
     let containerd: String
     let ctr: String
+    let unshare: String
+    let nsenter: String
     let runc: String
     let ip: String
     let iptables: String
@@ -825,6 +847,8 @@ struct NodeTools: Sendable {
         let sbin = ["/usr/sbin", "/sbin", "/usr/bin"]
         containerd = try requireExecutable("containerd", package: "containerd", fallbacks: ["/usr/bin/containerd"])
         ctr = try requireExecutable("ctr", package: "containerd", fallbacks: ["/usr/bin/ctr"])
+        unshare = try requireExecutable("unshare", package: "util-linux", fallbacks: ["/usr/bin/unshare"])
+        nsenter = try requireExecutable("nsenter", package: "util-linux", fallbacks: ["/usr/bin/nsenter"])
         runc = try requireExecutable("runc", package: "runc", fallbacks: sbin.map { $0 + "/runc" })
         ip = try requireExecutable("ip", package: "iproute2", fallbacks: sbin.map { $0 + "/ip" })
         iptables = try requireExecutable("iptables", package: "iptables", fallbacks: sbin.map { $0 + "/iptables" })
@@ -833,6 +857,29 @@ struct NodeTools: Sendable {
             throw HarnessError("/usr/lib/cni/\(plugin) not found (Debian package containernetworking-plugins; scripts/install-deps.sh installs it)")
         }
     }
+}
+
+/// Starts a process holding a mount namespace of the tier's own (`Options.privatePodLogs`) in
+/// which `/var/log/pods` is `<directory>/pod-logs`.
+private func startMountNamespace(tools: NodeTools, directory: String, started: StartedServers) async throws -> ServerProcess {
+    let holder = ServerProcess(
+        name: "mount-namespace", executable: tools.unshare, arguments: ["--mount", "--propagation", "private", "sleep", "infinity"],
+        directory: directory)
+    started.append(holder)
+    try await holder.start()
+    guard let pid = holder.pid else { throw HarnessError("the mount namespace holder did not start") }
+    try await waitUntil("a mount namespace of the tier's own", server: holder, timeout: .seconds(10),
+                        interval: .milliseconds(50)) {
+        let fm = FileManager.default
+        let theirs = try? fm.destinationOfSymbolicLink(atPath: "/proc/\(pid)/ns/mnt")
+        let ours = try? fm.destinationOfSymbolicLink(atPath: "/proc/self/ns/mnt")
+        return (theirs != nil && theirs != ours, "theirs \(theirs ?? "-"), ours \(ours ?? "-")")
+    }
+    let logs = directory + "/pod-logs"
+    try FileManager.default.createDirectory(atPath: logs, withIntermediateDirectories: true)
+    try FileManager.default.createDirectory(atPath: "/var/log/pods", withIntermediateDirectories: true)
+    try await runChecked(tools.nsenter, ["--mount=/proc/\(pid)/ns/mnt", "--", "/bin/mount", "--bind", logs, "/var/log/pods"])
+    return holder
 }
 
 /// The servers a start has started so far (for the clean-up of a failed start).

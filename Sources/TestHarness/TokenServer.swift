@@ -92,7 +92,9 @@ struct TokenIssuer: Sendable {
 }
 
 /// A minimal HTTP/1.1 token endpoint (`GET /token?service=…&scope=…`, HTTP basic credentials) on
-/// 127.0.0.1. It serves one connection at a time on its own thread — a dedicated `Thread`, not a
+/// one address (127.0.0.1 unless told). With `pushGrantedTo`, only clients connecting from those
+/// addresses get `push` (the rest get what they asked for without it): a registry that refuses
+/// one client's push while it grants another's. It serves one connection at a time on its own thread — a dedicated `Thread`, not a
 /// task, because `accept`/`recv` block; `stop()` shuts the socket down and waits for the thread.
 final class TokenServer: Sendable {
     let realm: URL
@@ -100,10 +102,12 @@ final class TokenServer: Sendable {
     private let issuer: TokenIssuer
     private let username: String
     private let password: String
+    private let pushGrantedTo: Set<String>?
     private let finished = DispatchSemaphore(value: 0)
     private let stopped = Mutex(false)
 
-    init(issuer: TokenIssuer, username: String, password: String) throws {
+    init(issuer: TokenIssuer, username: String, password: String, address listenAddress: String = "127.0.0.1",
+         pushGrantedTo: Set<String>? = nil) throws {
         #if canImport(Glibc)
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         #else
@@ -113,7 +117,7 @@ final class TokenServer: Sendable {
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = 0
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_addr.s_addr = inet_addr(listenAddress)
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
         let ok = withUnsafeMutablePointer(to: &address) { pointer in
             pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in
@@ -122,10 +126,11 @@ final class TokenServer: Sendable {
         }
         guard ok else {
             close(fd)
-            throw HarnessError("token server: cannot listen on 127.0.0.1: errno \(errno)")
+            throw HarnessError("token server: cannot listen on \(listenAddress): errno \(errno)")
         }
         self.socketFD = fd
-        self.realm = URL(string: "http://127.0.0.1:\(UInt16(bigEndian: address.sin_port))/token")!
+        self.realm = URL(string: "http://\(listenAddress):\(UInt16(bigEndian: address.sin_port))/token")!
+        self.pushGrantedTo = pushGrantedTo
         self.issuer = issuer
         self.username = username
         self.password = password
@@ -194,8 +199,11 @@ final class TokenServer: Sendable {
                 extraHeaders: ["WWW-Authenticate: Basic realm=\"image-builder-test-token\""])
             return
         }
-        let scopes = (components?.queryItems ?? []).filter { $0.name == "scope" }.compactMap(\.value)
+        var scopes = (components?.queryItems ?? []).filter { $0.name == "scope" }.compactMap(\.value)
             .flatMap { $0.split(separator: " ").map(String.init) }
+        if let pushGrantedTo, !pushGrantedTo.contains(Self.peerAddress(of: connection) ?? "") {
+            scopes = scopes.map(Self.withoutPush)
+        }
         do {
             let token = try issuer.issue(subject: username, scopes: scopes)
             let issuedAt = ISO8601DateFormatter().string(from: Date())
@@ -204,6 +212,26 @@ final class TokenServer: Sendable {
         } catch {
             respond(connection, status: "500 Internal Server Error", body: #"{"error":"signing failed"}"#)
         }
+    }
+
+    /// The IPv4 address a connection comes from.
+    private static func peerAddress(of connection: Int32) -> String? {
+        var peer = sockaddr_in()
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let ok = withUnsafeMutablePointer(to: &peer) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { getpeername(connection, $0, &length) == 0 }
+        }
+        guard ok else { return nil }
+        var text = [CChar](repeating: 0, count: Int(INET_ADDRSTRLEN))
+        guard inet_ntop(AF_INET, &peer.sin_addr, &text, socklen_t(text.count)) != nil else { return nil }
+        return String(cString: text)
+    }
+
+    /// `repository:name:pull,push` → `repository:name:pull` (and `*` dropped).
+    static func withoutPush(_ scope: String) -> String {
+        guard let last = scope.lastIndex(of: ":") else { return scope }
+        let actions = scope[scope.index(after: last)...].split(separator: ",").filter { $0 != "push" && $0 != "*" }
+        return scope[...last] + actions.joined(separator: ",")
     }
 
     private func respond(_ connection: Int32, status: String, body: String, extraHeaders: [String] = []) {

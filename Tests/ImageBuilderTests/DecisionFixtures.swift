@@ -236,6 +236,8 @@ struct Answers: Sendable {
     /// `.some(nil)`: there is no such Image.
     var publishedImage: Image?? = .some(nil)
     var rebuildSlot: RebuildSlot? = .granted
+    /// The builder's log tail (`.some(nil)`: it cannot be read).
+    var builderLog: String?? = nil
 
     static var standard: Answers { Answers() }
     /// No answers: any fact asked for fails the test (the resourceVersion, if asked, is the observed one).
@@ -348,6 +350,9 @@ enum Decide {
         case .rebuildSlot:
             guard let slot = answers.rebuildSlot else { try missing() }
             facts.rebuildSlot = slot
+        case .builderLog:
+            guard let log = answers.builderLog else { try missing() }
+            facts.builderLog = .some(log)
         }
     }
 }

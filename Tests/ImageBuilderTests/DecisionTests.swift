@@ -593,6 +593,48 @@ enum DecisionTable {
         #expect(gone.actions.isEmpty && gone.decision.metrics.isEmpty && gone.decision.events.isEmpty)
     }
 
+    /// A started build whose builder ended 40 s later with exit code 1 and `message`.
+    private func buildThatEnded(_ message: String) throws -> (cluster: Cluster, pod: String) {
+        let identity = try World.identity()
+        var cluster = Cluster()
+        try cluster.pass()
+        cluster.advance(40)
+        try cluster.finish(identity.jobName, exitCode: 1, message: message)
+        return (cluster, try #require(cluster.pods[identity.jobName]?.metadata.name))
+    }
+
+    @Test func aPushThatFailsAfterKanikoWroteItsDigestQuotesTheLogReadOnce() throws {
+        // kaniko writes the digest before it pushes: exit 1 with a digest is a failed push.
+        var (cluster, podName) = try buildThatEnded(World.imageDigest)
+        let log = "error pushing image: failed to push to destination registry.example.com/ph/images:x: DENIED: quota exceeded"
+        let failed = try cluster.pass(Answers.none.with { $0.builderLog = .some(log) })
+        #expect(failed.rounds == [[.builderLog(pod: podName, container: BuildPlanner.containerName)]])
+        #expect(failed.status.phase == "Failed")
+        #expect(failed.condition(.stalled)?.reason == "PushFailed")
+        let message = try #require(failed.condition(.stalled)?.message)
+        #expect(message.contains("but pushing it failed") && message.contains("quota exceeded"), "\(message)")
+
+        // The recorded failure keeps its sentence without reading the log again.
+        let again = try cluster.pass(.none)
+        #expect(again.rounds.isEmpty)
+        #expect(again.condition(.stalled)?.message == message)
+        #expect(again.actions.isEmpty && again.decision.events.isEmpty)
+    }
+
+    @Test func aFailureWhoseLogCannotBeReadIsStillRecorded() throws {
+        var (cluster, _) = try buildThatEnded(World.imageDigest)
+        let failed = try cluster.pass(Answers.none.with { $0.builderLog = .some(nil) })
+        #expect(failed.condition(.stalled)?.reason == "PushFailed")
+        #expect(failed.condition(.stalled)?.message?.contains("but pushing it failed (exit code 1)") == true)
+    }
+
+    @Test func aFailureWhoseTerminationMessageHoldsTheLogReadsNoLog() throws {
+        var (cluster, _) = try buildThatEnded("error building image: error building stage: exit status 100")
+        let failed = try cluster.pass(.none)
+        #expect(failed.rounds.isEmpty)
+        #expect(failed.condition(.stalled)?.reason == "BuildStepFailed")
+    }
+
     @Test func aFailedBuildStartsAgainWhenTheSpecChangesWithoutChangingItsHash() throws {
         // The pull secret is not hashed: fixing it gives a new generation of the same build.
         let identity = try World.identity()

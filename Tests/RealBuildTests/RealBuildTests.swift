@@ -220,6 +220,43 @@ struct RealBuildTests {
         }
     }
 
+    /// A registry that grants the operator's push check but refuses the build's push: its token
+    /// server gives push tokens to the host's address only, so the build Pod gets pull-only tokens.
+    @Test func aPushTheRegistryRefusesEndsPushFailed() async throws {
+        let cluster = try await NodeCluster.shared()
+        let namespace = try await cluster.controlPlane.makeNamespace("refused")
+        let (username, password) = ("builder", "refused-push-\(UInt32.random(in: 0...UInt32.max))")
+        let refusing = try await LocalRegistry.start(
+            auth: .token(username: username, password: password), additionalAddresses: [cluster.bridgeAddress],
+            pushGrantedTo: [cluster.bridgeAddress])
+        defer { Task { await refusing.stop() } }
+        let host = "\(cluster.bridgeAddress):\(refusing.port)"
+        var config = Self.config(cluster)
+        config.registry.push = .prefix("\(host)/primehub")
+        config.registry.insecureRegistries.append(host)
+        config.registry.pushSecret = "push-credentials"
+        try await Self.withOperator(cluster, namespace: namespace, config: config) { client in
+            let auth = Data("\(username):\(password)".utf8).base64EncodedString()
+            _ = try await client.create(Secret(
+                metadata: ObjectMeta(name: "push-credentials", namespace: namespace), type: "kubernetes.io/dockerconfigjson",
+                data: [".dockerconfigjson": Data(#"{"auths":{"\#(host)":{"auth":"\#(auth)"}}}"#.utf8)]))
+            _ = try await client.create(ImageSpec(metadata: ObjectMeta(name: "refused", namespace: namespace), spec: ImageSpecSpec(
+                baseImage: Self.base(cluster), env: [ImageEnvVar(name: "IMAGE_BUILDER_TEST", value: "refused")])))
+            let failed = try await Self.waitFor(client, "refused", namespace: namespace, "failed") {
+                $0.isTrue(Condition.stalled) || $0.isTrue(Condition.ready)
+            }
+            let stalled = try #require(failed.condition(Condition.stalled))
+            #expect(failed.status?.phase == "Failed")
+            #expect(stalled.reason == "PushFailed", "\(stalled.message ?? "")")
+            // The registry's own answer is quoted, and the password is not.
+            let message = stalled.message ?? ""
+            #expect(message.lowercased().contains("unauthorized") || message.lowercased().contains("denied"), "\(message)")
+            #expect(!message.contains(password))
+            let manifests = refusing.storageDirectory + "/docker/registry/v2/repositories/primehub/refused/_manifests"
+            #expect(!FileManager.default.fileExists(atPath: manifests), "nothing was pushed")
+        }
+    }
+
     @Test func aBuildStepThatFailsSaysWhichPackage() async throws {
         let cluster = try await NodeCluster.shared()
         let namespace = try await cluster.controlPlane.makeNamespace("fail")

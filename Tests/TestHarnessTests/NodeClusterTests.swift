@@ -214,18 +214,15 @@ struct NodeClusterTests {
     }
 }
 
-/// A tier of its own, beside the shared one (own bridge and addresses, no kube-proxy): start,
-/// stop, and nothing left behind (processes, mounts, directory, bridge, masquerade rules).
-// Disabled: a second tier's kubelet garbage-collects the log folders in /var/log/pods (a fixed
-// path in kubelet 1.20) of Pods it does not know, which are the shared tier's: run beside the
-// shared tier it made `kubectl logs` of other tests fail at random. It needs a tier that runs
-// alone (or its own /var/log/pods through a mount namespace) before it can come back.
-@Suite("Node tier lifecycle", .serialized, .disabled("a second tier's kubelet removes the shared tier's Pod logs"))
+/// A tier of its own, beside the shared one (own bridge and addresses, no kube-proxy, its own
+/// /var/log/pods in a mount namespace, since a kubelet removes the log folders of Pods it does not
+/// know): start, stop, and nothing left behind (processes, mounts, directory, bridge, masquerade rules).
+@Suite("Node tier lifecycle", .serialized)
 struct NodeClusterLifecycleTests {
     @Test func stopLeavesNothingBehind() async throws {
         let cluster = try await NodeCluster.start(.init(
             bridgeName: "ib-test0", bridgeAddress: "10.89.0.1", podSubnet: "10.89.0.0/16", nodeName: "node2",
-            kubeProxy: false))
+            kubeProxy: false, privatePodLogs: true))
         let pids = cluster.serverPIDs
         let directory = cluster.directory
         let name = unique("sleeper")
@@ -237,7 +234,7 @@ struct NodeClusterLifecycleTests {
               containers:
               - name: main
                 image: \(cluster.images.base)
-                command: ["sleep", "3600"]
+                command: ["sh", "-c", "echo tier-two-log; exec sleep 3600"]
                 volumeMounts: [{name: scratch, mountPath: /scratch}]
               volumes: [{name: scratch, emptyDir: {medium: Memory}}]
             """)
@@ -245,7 +242,20 @@ struct NodeClusterLifecycleTests {
             let phase = try await cluster.kubectl(["get", "pod", name, "-o", "jsonpath={.status.phase}"])
             return (phase == "Running", phase)
         }
-        #expect(!mountPoints(under: directory).isEmpty, "a running Pod has mounts under the tier's directory")
+        let namespace = try #require(cluster.mountNamespacePID)
+        #expect(!mountPoints(under: directory, inNamespaceOf: namespace).isEmpty,
+                "a running Pod has mounts under the tier's directory, in the tier's mount namespace")
+        #expect(mountPoints(under: directory).isEmpty, "none of them in the host's")
+        // The Pod's log folder is the tier's, not the host's.
+        let ownLogs = (try? FileManager.default.contentsOfDirectory(atPath: directory + "/pod-logs")) ?? []
+        #expect(ownLogs.contains { $0.hasPrefix("default_\(name)_") }, "\(ownLogs)")
+        let hostLogs = (try? FileManager.default.contentsOfDirectory(atPath: "/var/log/pods")) ?? []
+        #expect(!hostLogs.contains { $0.hasPrefix("default_\(name)_") }, "\(hostLogs)")
+        // kubectl logs reads the tier's own log folder (the line reaches it shortly after the start).
+        try await waitFor("the Pod's log line through kubectl logs", timeout: .seconds(60)) {
+            let logs = try await cluster.kubectl(["logs", name])
+            return (logs.contains("tier-two-log"), logs)
+        }
         await cluster.stop()
         await cluster.stop()  // twice is fine
 
@@ -260,8 +270,6 @@ struct NodeClusterLifecycleTests {
         #expect(!rules.stdout.contains("KUBE-FIREWALL"), "the kubelet made no chains: \(rules.stdout)")
         let nat = try await runCommand("/usr/sbin/iptables", ["-w", "-t", "nat", "-S"])
         #expect(!nat.stdout.contains(cniNetworkName(cluster.options.bridgeName)), "\(nat.stdout)")
-        let logs = (try? FileManager.default.contentsOfDirectory(atPath: "/var/log/pods")) ?? []
-        #expect(!logs.contains { $0.hasPrefix("default_\(name)_") }, "\(logs)")
     }
 }
 

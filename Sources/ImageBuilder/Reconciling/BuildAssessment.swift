@@ -120,6 +120,26 @@ public enum BuildAssessment: Sendable, Hashable {
             : .pending(message: message)
     }
 
+    /// The container whose log a failure description needs: one that ended with a non-zero exit
+    /// code and left no log tail in its termination message (kaniko writes its digest there
+    /// before it pushes, so a failed push leaves only the digest). Nil when the Pod says enough.
+    public static func logNeeded(pod: Pod?, builderContainer: String = BuildPlanner.containerName) -> (pod: String, container: String)? {
+        guard let pod, let name = pod.metadata.name else { return nil }
+        let statuses = (pod.status?.containerStatuses ?? []).filter { $0.name == builderContainer }
+            + (pod.status?.initContainerStatuses ?? [])
+        for status in statuses {
+            guard let terminated = status.state?.terminated ?? status.lastState?.terminated, terminated.exitCode != 0,
+                  terminated.reason != "OOMKilled" else { continue }
+            let message = (terminated.message ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
+            if message.isEmpty || (try? Digest(parsing: message)) != nil { return (name, status.name) }
+            return nil
+        }
+        return nil
+    }
+
+    /// Lines of the builder's log fetched for a failure description.
+    public static let logTailLines = 40
+
     /// A reason and a sentence for a builder container that ended in failure. With
     /// `FallbackToLogsOnError`, its termination message is the tail of its log — unless the
     /// builder wrote one: kaniko writes the digest before it pushes, so a digest with a non-zero

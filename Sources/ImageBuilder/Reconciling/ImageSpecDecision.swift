@@ -81,6 +81,9 @@ public enum Fact: Sendable, Hashable {
     case publishedImage(String)
     /// A slot in the base-change rebuild rate limit (taking it is the fetch).
     case rebuildSlot
+    /// The last lines of a build container's log, for a failure its termination message does not
+    /// explain.
+    case builderLog(pod: String, container: String)
 }
 
 /// Facts the shell looked up. A nil field was not asked for yet.
@@ -93,6 +96,8 @@ public struct ObservedFacts: Sendable, Hashable {
     /// The Image looked up for publishing (`.some(nil)`: there is none).
     public var publishedImage: Image??
     public var rebuildSlot: RebuildSlot?
+    /// The builder's log tail (`.some(nil)`: the log could not be read).
+    public var builderLog: String??
 
     public init() {}
 }
@@ -589,9 +594,6 @@ private struct Decider {
     mutating func followJob(_ job: Job, spec: ValidImageSpec?, identity: BuildIdentity) -> Step {
         let jobName = job.metadata.name ?? ""
         let target = job.metadata.annotations?[MetadataKeys.targetImage] ?? identity.targetImage
-        let assessment = BuildAssessment.assess(
-            job: job, pod: observation.pods[jobName], now: now,
-            pendingTimeout: TimeInterval(config.builder.pendingTimeoutSeconds))
         var record = latestRecord(jobName: jobName, hash: identity.hash)
         if BuildPhase(rawValue: record.phase)?.isFinished == true, !job.isFinished,
            let created = job.metadata.creationTimestamp, created > (record.completionTime ?? record.startTime ?? .distantPast)
@@ -599,6 +601,18 @@ private struct Decider {
             // A Job newer than the recorded (finished) build of that name: a new run.
             record = BuildRecord(jobName: jobName, hash: identity.hash, phase: BuildPhase.pending.rawValue, startTime: created)
         }
+        let pod = observation.pods[jobName]
+        var logTail: String?
+        if record.phase != BuildPhase.failed.rawValue, let wanted = BuildAssessment.logNeeded(pod: pod) {
+            // The failure is about to be recorded and the Pod does not say why: read the log once.
+            guard let fetched = observation.facts.builderLog else {
+                return .need([.builderLog(pod: wanted.pod, container: wanted.container)])
+            }
+            logTail = fetched
+        }
+        let assessment = BuildAssessment.assess(
+            job: job, pod: pod, now: now,
+            pendingTimeout: TimeInterval(config.builder.pendingTimeoutSeconds), logTail: logTail)
         record.startTime = record.startTime ?? job.metadata.creationTimestamp
         record.image = target
         let wasFinished = BuildPhase(rawValue: record.phase)?.isFinished == true
@@ -640,7 +654,11 @@ private struct Decider {
                 finished("failed", record)
                 act([.deleteRegistrySecret(name: jobName, namespace: job.metadata.namespace)])
             }
-            stall(.failed, reason, "build \(jobName) failed: \(message)", jobName: jobName)
+            // A recorded failure keeps the sentence it was recorded with (it may quote a log that
+            // is not read again).
+            let previous = status.conditions?[Condition.stalled]
+            let recorded = !firstTime && previous?.reason == reason.rawValue ? previous?.message : nil
+            stall(.failed, reason, recorded ?? "build \(jobName) failed: \(message)", jobName: jobName)
             return .next(.done)
         case .succeeded(nil, let completion)
             where now.timeIntervalSince(completion ?? now) < observation.policy.digestGracePeriod:
