@@ -103,6 +103,11 @@ struct RealBuildTests {
                 registries: [cluster.registry.host: RegistryOptions(insecure: true)]))
             let registryDigest = try await registry.digest(of: reference)
             #expect(registryDigest.description == digest)
+            let buildSeconds = ready.status?.builds?.first?.completionTime.flatMap { end in
+                ready.status?.builds?.first?.startTime.map { end.timeIntervalSince($0) }
+            }
+            print("real build: \(image) status.digest \(digest), the registry answers \(registryDigest), "
+                  + "build \(buildSeconds.map { "\(Int($0)) s" } ?? "?") from Job creation to completion")
 
             // Published to PrimeHub's image list.
             let published = try await client.get(Image.self, name: "tools", namespace: namespace)
