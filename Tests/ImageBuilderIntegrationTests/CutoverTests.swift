@@ -4,6 +4,7 @@ import ImageBuilderReconcilers
 import KubeClient
 import KubeTestSupport
 import KubeTypes
+import RegistryClient
 import RegistryTestSupport
 import TestHarness
 import Testing
@@ -185,6 +186,19 @@ struct CutoverTests {
                                              patch: .merge(["spec": ["updateTime": .string(later)]]))
             _ = try await world.waitForJob("legacy-\(fromRecordHash)")
         }
+    }
+
+    @Test func insecureSkipVerifyCoversTheOperatorsOwnRegistryChecks() throws {
+        let carried = try OperatorConfigLoader.load(yaml: """
+            customImage: {pushRepoPrefix: r.example.com/ph, pushSecretName: push, insecureSkipVerify: true}
+            registry: {pullSecret: pull}
+            """).get().config
+        let everywhere = ImageBuilderOperator.registryClient(config: carried, platform: .linuxAMD64).configuration
+        #expect(everywhere.otherRegistries.insecure, "base images in any registry, as PrimeHub's build")
+        #expect(everywhere.registries["r.example.com"]?.insecure == true)
+        let native = try OperatorConfigLoader.load(yaml: "registry: {pushRepoPrefix: r.example.com/ph, insecure: true}").get().config
+        let pushOnly = ImageBuilderOperator.registryClient(config: native, platform: .linuxAMD64).configuration
+        #expect(!pushOnly.otherRegistries.insecure && pushOnly.registries["r.example.com"]?.insecure == true)
     }
 
     @Test func legacyObjectsStayManageableWhenTheProjectCRDsReplacePrimeHubs() async throws {
