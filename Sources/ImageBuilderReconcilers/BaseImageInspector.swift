@@ -14,6 +14,8 @@ public protocol RegistryInspector: Sendable {
     func inspectBaseImage(_ reference: String, credentials: DockerConfig?) async throws -> BaseImageFacts
     /// Whether `credential` may push to `repository`; throws `RegistryError` for a denial or failure.
     func checkPushAccess(to repository: String, credential: RegistryCredential?) async throws
+    /// The image under a build's target tag (nil: no such tag); see `TargetImageLookup.swift`.
+    func inspectTargetImage(_ reference: String, credential: RegistryCredential?) async throws -> TargetImageFacts?
 }
 
 /// The `RegistryInspector` on the real registry client. Push checks are remembered for a while per

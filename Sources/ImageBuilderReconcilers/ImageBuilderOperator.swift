@@ -112,7 +112,8 @@ public struct ImageBuilderOperator: Sendable {
     }
 
     /// The registry client for the configuration: the push registry's insecure flag and CA bundle,
-    /// and the insecure base-image registries.
+    /// the insecure base-image registries, and with PrimeHub's `customImage.insecureSkipVerify`
+    /// every registry insecure.
     public static func registryClient(config: OperatorConfig, platform: Platform) -> RegistryClient {
         var registries: [String: RegistryOptions] = [:]
         var hosts: [String] = []
@@ -130,7 +131,15 @@ public struct ImageBuilderOperator: Sendable {
             registries[host] = RegistryOptions(insecure: config.registry.insecure || config.registry.insecureRegistries.contains(host),
                                                caData: config.registry.caBundle.map { Data($0.utf8) })
         }
-        return RegistryClient(configuration: RegistryClient.Configuration(registries: registries, defaultPlatform: platform))
+        var configuration = RegistryClient.Configuration(registries: registries, defaultPlatform: platform)
+        if config.registry.insecureEverywhere {
+            // PrimeHub's `insecureSkipVerify`: the operator's own checks of base images and targets
+            // skip verification wherever the build does.
+            configuration.otherRegistries = RegistryOptions(insecure: true, caData: config.registry.caBundle.map { Data($0.utf8) })
+            for host in registries.keys { registries[host]?.insecure = true }
+            configuration.registries = registries
+        }
+        return RegistryClient(configuration: configuration)
     }
 }
 
@@ -151,8 +160,10 @@ struct BuildWatchers {
             Watcher(client: client, Pod.self, scope: WatchScope(namespace: $0, labelSelector: selector),
                     transform: StoreTransforms.stripManagedFields)
         }
+        // PrimeHub's own records (from before the cutover, or from its builder still running) carry
+        // the `app` label only: they are watched too, for adoption and to see another controller.
         records = namespaces.map {
-            Watcher(client: client, ImageSpecJob.self, scope: WatchScope(namespace: $0, labelSelector: selector),
+            Watcher(client: client, ImageSpecJob.self, scope: WatchScope(namespace: $0, labelSelector: "app=\(source.appLabel)"),
                     transform: StoreTransforms.stripManagedFields)
         }
     }

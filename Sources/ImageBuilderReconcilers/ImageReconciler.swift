@@ -38,9 +38,10 @@ public struct ImageReconciler: Reconciler {
         }
         let shell = self.shell
         let config = shell.config
-        let identity = PreparedSpec.of(request, config: config, source: .image).identity
+        let prepared = PreparedSpec.of(request, config: config, source: .image)
+        let identity = prepared.identity
         return try await shell.reconcile(
-            request, source: .image, about: ObjectReference(to: image),
+            request, prepared: prepared, about: ObjectReference(to: image),
             currentVersion: {
                 try await shell.client.get(Image.self, name: image.metadata.name ?? "", namespace: image.metadata.namespace)
                     .metadata.resourceVersion

@@ -35,14 +35,15 @@ public struct ImageSpecReconciler: Reconciler {
     }
 
     public func reconcile(_ key: ObjectKey) async throws -> ReconcileResult {
-        guard let imageSpec = imageSpecs.get(key), imageSpec.metadata.deletionTimestamp == nil else {
+        guard let cached = imageSpecs.get(key), cached.metadata.deletionTimestamp == nil else {
             // Deleted: Kubernetes' garbage collector removes what it owned.
             shell.baseImageChecks.forget(key)
             return .done
         }
         let shell = self.shell
+        let imageSpec = BuildStateAnnotation.restored(cached)
         return try await shell.reconcile(
-            imageSpec, source: .imageSpec, about: ObjectReference(to: imageSpec),
+            imageSpec, prepared: PreparedSpec.of(imageSpec, config: shell.config, source: .imageSpec), about: ObjectReference(to: imageSpec),
             currentVersion: {
                 try await shell.client.get(ImageSpec.self, name: imageSpec.metadata.name ?? "", namespace: imageSpec.metadata.namespace)
                     .metadata.resourceVersion
@@ -87,18 +88,18 @@ struct BuildShell: Sendable {
         self.logger = logger
     }
 
-    /// One pass over `imageSpec` (an ImageSpec, or an Image's build request seen as one).
+    /// One pass over `imageSpec` (an ImageSpec, or an Image's build request seen as one), prepared
+    /// (validated, its build identity computed) once by the caller as `prepared`.
     /// `currentVersion` reads the source object's resourceVersion from the API; `writeStatus`
     /// writes the decided status and throws a Conflict when the object changed.
-    func reconcile(_ imageSpec: ImageSpec, source: BuildSource, about target: ObjectReference,
+    func reconcile(_ imageSpec: ImageSpec, prepared: PreparedSpec, about target: ObjectReference,
                    currentVersion: @escaping @Sendable () async throws -> String?,
                    writeStatus: @Sendable (ImageSpecStatus) async throws -> Void) async throws -> ReconcileResult {
         let key = imageSpec.key
         var logger = self.logger
-        logger[metadataKey: source == .imageSpec ? "imagespec" : "image"] = "\(key)"
+        logger[metadataKey: target.kind == "Image" ? "image" : "imagespec"] = "\(key)"
 
         // Read: decide, fetch what the decision asks for, decide again.
-        let prepared = PreparedSpec.of(imageSpec, config: config, source: source)
         var observation = observe(imageSpec, identity: prepared.identity)
         var decision: ImageSpecDecision?
         for _ in 0..<Self.maxFactRounds {
@@ -159,6 +160,10 @@ struct BuildShell: Sendable {
             .sorted { ($0.metadata.creationTimestamp ?? .distantPast) > ($1.metadata.creationTimestamp ?? .distantPast) }
         var foreign: Job?
         var pods: [String: Pod] = [:]
+        let ownedUIDs = Set(owned.compactMap(\.metadata.uid))
+        let buildPodNames = Set(self.pods.list(namespace: namespace)
+            .filter { $0.metadata.controllerReference.map { ownedUIDs.contains($0.uid) } == true }
+            .compactMap(\.metadata.name))
         if let identity {
             if let current = owned.first(where: { $0.metadata.name == identity.jobName }) {
                 pods[identity.jobName] = newestPod(of: current)
@@ -170,7 +175,7 @@ struct BuildShell: Sendable {
             .filter { uid != nil && $0.metadata.controllerReference?.uid == uid }
         return ImageSpecObservation(
             imageSpec: imageSpec, ownedJobs: owned, foreignJob: foreign, pods: pods, imageSpecJobs: records,
-            baseImageCheck: baseImageChecks.state(imageSpec.key), config: config, policy: policy, now: clock())
+            buildPodNames: buildPodNames, baseImageCheck: baseImageChecks.state(imageSpec.key), config: config, policy: policy, now: clock())
     }
 
     /// The newest Pod of a Job. Creation times have whole seconds: among Pods of the same second,
@@ -207,6 +212,7 @@ struct BuildShell: Sendable {
             case .publishedImage(let image): facts.publishedImage = .some(image)
             case .rebuildSlot(let slot): facts.rebuildSlot = slot
             case .builderLog(let log): facts.builderLog = .some(log)
+            case .targetImage(let answer): facts.targetImage = answer
             }
         }
         return facts
@@ -221,6 +227,7 @@ struct BuildShell: Sendable {
         case publishedImage(Image?)
         case rebuildSlot(RebuildSlot)
         case builderLog(String?)
+        case targetImage(TargetImageAnswer)
     }
 
     func fetch(_ fact: Fact, for imageSpec: ImageSpec,
@@ -267,6 +274,8 @@ struct BuildShell: Sendable {
             } catch {
                 return .builderLog(nil)
             }
+        case .targetImage(let reference, let credential):
+            return .targetImage(await targetImage(reference, credential: credential))
         }
     }
 
@@ -390,14 +399,24 @@ struct BuildShell: Sendable {
     // MARK: - Writing status and recording
 
     /// A merge patch of `/status` conditional on the resourceVersion it was decided from, so a pass
-    /// that worked from a stale cache cannot overwrite newer status (409 Conflict instead).
+    /// that worked from a stale cache cannot overwrite newer status (409 Conflict instead). Where
+    /// the installed CRD prunes the status to PrimeHub's three fields (PrimeHub's own CRD), the
+    /// decision's state goes into the build-state annotation, conditional on the version written.
     func patchStatus(_ status: ImageSpecStatus, of imageSpec: ImageSpec) async throws {
         var patch: JSONValue = ["status": try JSONValue(encoding: status)]
         if let resourceVersion = imageSpec.metadata.resourceVersion {
             patch["metadata"] = ["resourceVersion": .string(resourceVersion)]
         }
-        _ = try await client.patchStatus(ImageSpec.self, name: imageSpec.metadata.name ?? "", namespace: imageSpec.metadata.namespace,
-                                         patch: .merge(patch))
+        let name = imageSpec.metadata.name ?? ""
+        let written = try await client.patchStatus(ImageSpec.self, name: name, namespace: imageSpec.metadata.namespace,
+                                                   patch: .merge(patch))
+        guard BuildStateAnnotation.wasPruned(sent: status, written: written), let text = BuildStateAnnotation.text(of: status),
+              written.metadata.annotations?[MetadataKeys.imageBuildState] != text
+        else { return }
+        var metadata: JSONValue = ["annotations": [MetadataKeys.imageBuildState: .string(text)]]
+        if let resourceVersion = written.metadata.resourceVersion { metadata["resourceVersion"] = .string(resourceVersion) }
+        _ = try await client.patch(ImageSpec.self, name: name, namespace: imageSpec.metadata.namespace,
+                                   patch: .merge(["metadata": metadata]), options: WriteOptions(fieldManager: Self.fieldManager))
     }
 
     func record(_ decided: [DecidedEvent], about target: ObjectReference, logger: Logger) {

@@ -99,6 +99,8 @@ public final class RegistryClient: Sendable {
         /// Per-registry settings, keyed by the registry as written in references (`docker.io`,
         /// `host:5000`) or by the API host.
         public var registries: [String: RegistryOptions]
+        /// The settings of every registry `registries` does not name.
+        public var otherRegistries = RegistryOptions()
         /// The platform picked from an index when none is asked for.
         public var defaultPlatform: Platform
         public var userAgent: String
@@ -294,7 +296,7 @@ public final class RegistryClient: Sendable {
         if host == ImageReference.dockerHubAPIHost, let options = configuration.registries[ImageReference.dockerHub] {
             return options
         }
-        return RegistryOptions()
+        return configuration.otherRegistries
     }
 
     // MARK: - Manifests and blobs

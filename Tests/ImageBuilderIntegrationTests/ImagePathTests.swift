@@ -35,8 +35,9 @@ struct ImagePathTests {
         return last!
     }
 
-    @Test func buildsPublishesCancelsAndRebuildsAsPrimeHubDoes() async throws {
-        let world = try await OperatorFixture.make("imgpath")
+    @Test(arguments: CRDSet.allCases)
+    func buildsPublishesCancelsAndRebuildsAsPrimeHubDoes(_ crds: CRDSet) async throws {
+        let world = try await OperatorFixture.make("imgpath", crds: crds)
         defer { Task { await world.stop() } }
         try await world.withOperator { _ in
             _ = try await world.client.create(image(world, "custom"))
@@ -90,8 +91,9 @@ struct ImagePathTests {
         }
     }
 
-    @Test func failuresAndInvalidRequestsSayWhyAndRegularImagesAreNotTouched() async throws {
-        let world = try await OperatorFixture.make("imgfail")
+    @Test(arguments: CRDSet.allCases)
+    func failuresAndInvalidRequestsSayWhyAndRegularImagesAreNotTouched(_ crds: CRDSet) async throws {
+        let world = try await OperatorFixture.make("imgfail", crds: crds)
         defer { Task { await world.stop() } }
         try await world.withOperator { _ in
             // A regular Image: never touched.

@@ -9,6 +9,7 @@ import RegistryClient
 import RegistryTestSupport
 import RegistryTypes
 import TestHarness
+import Synchronization
 import Testing
 
 /// One test's world: the shared control plane with the project's CRDs, a fresh namespace, a
@@ -35,9 +36,19 @@ struct OperatorFixture {
     /// Applies `crds/` once per control plane.
     private static let crdsInstalled = CRDInstallation()
 
-    static func make(_ prefix: String, configure: (inout OperatorConfig) -> Void = { _ in }) async throws -> OperatorFixture {
-        let controlPlane = try await ControlPlane.shared()
-        try await crdsInstalled.install(on: controlPlane)
+    /// `on`: a control plane of the test's own, whose CRDs the test installs (`crds` is then ignored).
+    static func make(_ prefix: String, crds: CRDSet = .project, on own: ControlPlane? = nil,
+                     configure: (inout OperatorConfig) -> Void = { _ in }) async throws -> OperatorFixture {
+        let controlPlane: ControlPlane
+        switch (own, crds) {
+        case (let own?, _):
+            controlPlane = own
+        case (nil, .project):
+            controlPlane = try await ControlPlane.shared()
+            try await crdsInstalled.install(on: controlPlane)
+        case (nil, .primeHub):
+            controlPlane = try await CRDSet.primeHubControlPlane()
+        }
         let client = try controlPlane.client()
         let namespace = try await controlPlane.makeNamespace(prefix)
         let registry = try await LocalRegistry.start(auth: .htpasswd(username: registryUser, password: registryPassword))
@@ -114,8 +125,10 @@ struct OperatorFixture {
         try await client.create(spec)
     }
 
+    /// The ImageSpec with the decision's state: its status, or where PrimeHub's CRD pruned that,
+    /// the state the operator keeps in the build-state annotation.
     func get(_ name: String) async throws -> ImageSpec {
-        try await client.get(ImageSpec.self, name: name, namespace: namespace)
+        BuildStateAnnotation.restored(try await client.get(ImageSpec.self, name: name, namespace: namespace))
     }
 
     /// Waits until the ImageSpec's status satisfies `condition`; returns that ImageSpec.
@@ -218,6 +231,55 @@ struct OperatorFixture {
     }
 }
 
+/// The CustomResourceDefinitions a test's control plane serves: the project's `crds/`, or
+/// PrimeHub's own as clusters that run PrimeHub have them (`shared/reference/primehub-crds` beside
+/// the repository), whose schemas prune the status to `phase`, `jobName` and `image` and know no
+/// `env`, `publish` or ImageSpec `cancel`.
+enum CRDSet: String, CaseIterable, Sendable, CustomTestStringConvertible {
+    case project
+    case primeHub
+
+    var testDescription: String { self == .project ? "the project's CRDs" : "PrimeHub's CRDs" }
+
+    static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent()
+
+    /// PrimeHub's published CRDs, from the shared reference folder beside the repository (or
+    /// `IMAGE_BUILDER_PRIMEHUB_CRDS`).
+    static var primeHubCRDs: String {
+        ProcessInfo.processInfo.environment["IMAGE_BUILDER_PRIMEHUB_CRDS"]
+            ?? repository.deletingLastPathComponent().appendingPathComponent("shared/reference/primehub-crds").path
+    }
+
+    private static let primeHubInstance = Mutex<Task<ControlPlane, any Error>?>(nil)
+
+    /// A control plane of its own (CRDs are cluster-wide) with PrimeHub's CRDs, shared by the tests
+    /// of this process; removed at exit like the shared one.
+    static func primeHubControlPlane() async throws -> ControlPlane {
+        let task = primeHubInstance.withLock { task in
+            if let task { return task }
+            // Unstructured on purpose: the start is owned by no single caller.
+            let created = Task {
+                guard FileManager.default.fileExists(atPath: primeHubCRDs) else {
+                    throw CRDSetMissing(path: primeHubCRDs)
+                }
+                let controlPlane = try await ControlPlane.start()
+                try await controlPlane.kubectl(["apply", "-f", primeHubCRDs])
+                try await CRDInstallation.waitUntilServed(on: controlPlane)
+                return controlPlane
+            }
+            task = created
+            return created
+        }
+        return try await task.value
+    }
+}
+
+struct CRDSetMissing: Error, CustomStringConvertible {
+    var path: String
+    var description: String { "PrimeHub's CRDs are not at \(path) (set IMAGE_BUILDER_PRIMEHUB_CRDS)" }
+}
+
 /// Applies the project's `crds/` to a control plane once and waits until they are served;
 /// concurrent callers share the one installation.
 actor CRDInstallation {
@@ -232,11 +294,14 @@ actor CRDInstallation {
     }
 
     private static func apply(to controlPlane: ControlPlane) async throws {
-        let crds = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent().appendingPathComponent("crds").path
-        try await controlPlane.kubectl(["apply", "-k", crds])
+        try await controlPlane.kubectl(["apply", "-k", CRDSet.repository.appendingPathComponent("crds").path])
+        try await waitUntilServed(on: controlPlane)
+    }
+
+    /// Waits until ImageSpecs and Images are served.
+    static func waitUntilServed(on controlPlane: ControlPlane) async throws {
         let client = try controlPlane.client()
-        for resource in [ImageSpec.resourceType, Image.resourceType] {
+        for resource in [ImageSpec.resourceType, Image.resourceType, ImageSpecJob.resourceType] {
             try await eventually("\(resource) is served") {
                 do {
                     _ = try await client.list(JSONValue.self, resource: resource, namespace: "default")

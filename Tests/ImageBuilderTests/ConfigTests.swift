@@ -95,6 +95,23 @@ import Testing
         }
     }
 
+    @Test func aCarriedOverConfigurationWithoutAPullSecretIsWarnedAbout() throws {
+        guard case .success(let carried) = Self.load("customImage: {pushRepoPrefix: r.example.com/ph, pushSecretName: push}") else {
+            Issue.record("expected PrimeHub's keys to load")
+            return
+        }
+        let warning = try #require(carried.warnings.first { $0.contains("registry.pullSecret") })
+        #expect(warning.contains("no spec.pullSecret") && warning.contains("the push secret push as spec.pullSecret"))
+        guard case .success(let withPull) = Self.load("customImage: {pushSecretName: push}\nregistry: {pullSecret: pull}"),
+              case .success(let native) = Self.load("registry: {pushSecret: push}")
+        else {
+            Issue.record("expected both to load")
+            return
+        }
+        #expect(!withPull.warnings.contains { $0.contains("registry.pullSecret") })
+        #expect(!native.warnings.contains { $0.contains("registry.pullSecret") }, "a native configuration chose so")
+    }
+
     @Test func strategiesAndTheirKeys() throws {
         let defaults = try Fixtures.config("")
         #expect(defaults.builder.strategy == .buildah)

@@ -113,6 +113,13 @@ enum World {
             repoPrefix: prefix, targetImage: identity.targetImage, updateTime: updateTime), status: status)
     }
 
+    /// A record's status after its build succeeded (as PrimeHub's controller leaves it): Pod
+    /// started at `start`, finished 120 s later.
+    static func succeededRecordStatus(start: Date = t0, podName: String = "image-demo-x7k2") -> ImageSpecJob.Status {
+        ImageSpecJob.Status(phase: BuildPhase.succeeded.rawValue, podName: podName, startTime: start,
+                            finishTime: start.addingTimeInterval(120))
+    }
+
     /// The record's status a start writes: Pending, no Pod yet, started at `start`.
     static func pendingRecordStatus(start: Date = t0) -> ImageSpecJob.Status {
         ImageSpecJob.Status(phase: BuildPhase.pending.rawValue, podName: "", startTime: start)
@@ -238,11 +245,13 @@ struct Answers: Sendable {
     var rebuildSlot: RebuildSlot? = .granted
     /// The builder's log tail (`.some(nil)`: it cannot be read).
     var builderLog: String?? = nil
+    /// What the registry holds under the target tag (asked before the first build of a hash).
+    var targetImage: TargetImageAnswer? = .absent
 
     static var standard: Answers { Answers() }
     /// No answers: any fact asked for fails the test (the resourceVersion, if asked, is the observed one).
     static var none: Answers {
-        Answers(secrets: nil, baseImage: nil, pushAccess: nil, liveJob: nil, publishedImage: nil, rebuildSlot: nil)
+        Answers(secrets: nil, baseImage: nil, pushAccess: nil, liveJob: nil, publishedImage: nil, rebuildSlot: nil, targetImage: nil)
     }
 
     func with(_ change: (inout Answers) -> Void) -> Answers {
@@ -272,8 +281,10 @@ struct Pass {
     /// The condition of `type`.
     func condition(_ type: ConditionType) -> Condition? { status.conditions?[type.rawValue] }
 
-    /// The condition types that are True.
-    var trueConditions: [String] { (status.conditions ?? []).filter(\.isTrue).map(\.type) }
+    /// The kstatus condition types (`Ready`, `Reconciling`, `Stalled`) that are True.
+    var trueConditions: [String] {
+        (status.conditions ?? []).filter { $0.isTrue && ConditionType(rawValue: $0.type) != nil }.map(\.type)
+    }
 
     var createdJob: Job? {
         for case .createJob(let job) in actions { return job }
@@ -353,6 +364,9 @@ enum Decide {
         case .builderLog:
             guard let log = answers.builderLog else { try missing() }
             facts.builderLog = .some(log)
+        case .targetImage:
+            guard let target = answers.targetImage else { try missing() }
+            facts.targetImage = target
         }
     }
 }

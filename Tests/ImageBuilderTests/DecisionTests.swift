@@ -181,6 +181,23 @@ enum DecisionTable {
             let identity = try World.identity()
             return observe(World.imageSpec(status: World.succeededStatus(identity)))
         }, expected: Expected(phase: .succeeded, state: .ready, reason: .buildSucceeded, next: .done)),
+        DecisionRow(name: "Adopted (PrimeHub's record succeeded for this hash)", observation: {
+            let identity = try World.identity()
+            let record = World.record(identity, updateTime: World.t0, status: World.succeededRecordStatus())
+            return observe(records: [record])
+        }, answers: Answers.standard.with { $0.targetImage = .present(TargetImageFacts(digest: World.imageDigest)) },
+                    expected: Expected(phase: .succeeded, state: .ready, reason: .buildSucceeded, events: [.normal(.adopted)],
+                                       next: .done, recordReason: .adopted)),
+        DecisionRow(name: "AnotherController (a record naming a Pod that is not the build's)", observation: {
+            let observation = try building(state: World.running())()
+            var records = observation.imageSpecJobs
+            let recordName = records[0].metadata.name ?? ""
+            records[0].status?.podName = "image-\(recordName)-x7k2"
+            var changed = observation
+            changed.imageSpecJobs = records
+            return changed
+        }, expected: Expected(phase: .running, state: .reconciling, reason: .building, events: [.warning(.anotherController)],
+                              steps: [["writeImageSpecJobStatus"]], next: .done)),
         DecisionRow(name: "Published", observation: building(World.spec(publish: publish), conditions: succeededJob, state: digestMessage),
                     expected: Expected(phase: .succeeded, state: .ready, reason: .buildSucceeded,
                                        events: [.normal(.buildSucceeded), ExpectedEvent(reason: .published, aboutActions: true)],
@@ -292,8 +309,8 @@ enum DecisionTable {
         #expect(pass.rounds.count == 2)
         #expect(pass.rounds.first == [.currentResourceVersion, .secrets])
         let second = try #require(pass.rounds.last)
-        #expect(second.count == 2)
-        var sawBase = false, sawPush = false
+        #expect(second.count == 3)
+        var sawBase = false, sawPush = false, sawTarget = false
         for fact in second {
             switch fact {
             case .baseImage(let reference, let credentials):
@@ -306,11 +323,16 @@ enum DecisionTable {
                 #expect(target == identity.targetImage)
                 #expect(credential?.username == "pusher")
                 #expect(credential?.password == "secret")
+            case .targetImage(let reference, let credential):
+                // Before the first build of a hash: was it built already (adoption)?
+                sawTarget = true
+                #expect(reference == identity.targetImage)
+                #expect(credential?.username == "pusher")
             default:
                 Issue.record("unexpected fact \(fact)")
             }
         }
-        #expect(sawBase && sawPush)
+        #expect(sawBase && sawPush && sawTarget)
         #expect(pass.steps == DecisionTable.start)
     }
 
@@ -867,6 +889,128 @@ enum DecisionTable {
         // The next second is newer.
         cluster.edit { $0.updateTime = updateTime.addingTimeInterval(1) }
         #expect(try cluster.pass(.none).condition(.reconciling)?.reason == "Rebuilding")
+    }
+
+    // MARK: - Adoption (cutover from PrimeHub's builder)
+
+    /// The registry's answer for a tag this operator built: labelled with the spec hash, created at `created`.
+    static func builtTag(_ identity: BuildIdentity, hash: String? = nil, created: Date = World.t0) -> TargetImageAnswer {
+        .present(TargetImageFacts(digest: World.imageDigest, labels: [MetadataKeys.specHashImageLabel: hash ?? identity.hash],
+                                  created: created))
+    }
+
+    @Test func aSucceededPrimeHubRecordIsAdoptedWithoutABuild() throws {
+        let identity = try World.identity()
+        var cluster = Cluster()
+        cluster.records = [World.record(identity, updateTime: World.t0, status: World.succeededRecordStatus())]
+        cluster.now = World.t0.addingTimeInterval(3600)
+        let answers = Answers.standard.with { $0.targetImage = .present(TargetImageFacts(digest: World.imageDigest)) }
+        let pass = try cluster.pass(answers)
+        let pushCredential = try World.secrets.credentials().pushCredential(forRegistry: World.pushHost)
+        #expect(pass.asked.contains(.targetImage(reference: identity.targetImage, credential: try #require(pushCredential))))
+        #expect(pass.createdJob == nil && pass.actions.isEmpty && pass.metricNames.isEmpty)
+        #expect(pass.status.phase == "Succeeded" && pass.status.image == identity.targetImage)
+        #expect(pass.status.digest == World.imageDigest)
+        #expect(pass.condition(.ready)?.isTrue == true)
+        let record = try #require(pass.status.builds?.first)
+        #expect(record.reason == "Adopted" && record.hash == identity.hash && record.jobName == identity.jobName)
+        #expect(record.startTime == World.t0 && record.completionTime == World.t0.addingTimeInterval(120))
+        let event = try #require(pass.decision.events.first)
+        #expect(event.reason == .adopted && event.message.contains("ImageSpecJob \(identity.recordName) succeeded"))
+
+        // The next pass follows the history: nothing asked of the registry, nothing done.
+        cluster.advance(10)
+        let again = try cluster.pass(.none)
+        #expect(again.rounds.isEmpty && again.actions.isEmpty && again.status.phase == "Succeeded")
+        #expect(cluster.record(identity.recordName)?.status?.podName == "image-demo-x7k2", "PrimeHub's record is left as it is")
+    }
+
+    @Test func aTagLabelledWithTheSpecHashIsAdoptedAndAnyOtherIsRebuilt() throws {
+        let identity = try World.identity()
+        let adopted = try Decide.pass(DecisionTable.observe(), answers: Answers.standard.with { $0.targetImage = Self.builtTag(identity) })
+        #expect(adopted.createdJob == nil && adopted.status.phase == "Succeeded" && adopted.status.digest == World.imageDigest)
+        #expect(adopted.decision.events.map(\.reason) == [.adopted])
+        #expect(adopted.decision.events.first?.message.contains("labelled \(MetadataKeys.specHashImageLabel)=\(identity.hash)") == true)
+
+        // Built: another hash under that tag, no label (PrimeHub's builds have none) with no record,
+        // no such tag, or a registry that cannot say.
+        for target: TargetImageAnswer in [Self.builtTag(identity, hash: "0badbeef"), .present(TargetImageFacts(digest: World.imageDigest)),
+                                          .absent, .unknown("connection refused")] {
+            let pass = try Decide.pass(DecisionTable.observe(), answers: Answers.standard.with { $0.targetImage = target })
+            #expect(pass.createdJob != nil, "\(target)")
+            #expect(pass.steps == DecisionTable.start)
+        }
+    }
+
+    @Test func aRebuildAskedForSinceTheAdoptableBuildStillBuilds() throws {
+        // updateTime after PrimeHub's record was built for, or after the tag was created: build.
+        let spec = World.spec(updateTime: World.t0.addingTimeInterval(600))
+        let identity = try World.identity(World.imageSpec(spec))
+        let record = World.record(identity, spec: spec, updateTime: World.t0, status: World.succeededRecordStatus())
+        let fromRecord = try Decide.pass(DecisionTable.observe(World.imageSpec(spec), records: [record]),
+                                         answers: Answers.standard.with { $0.targetImage = .present(TargetImageFacts(digest: World.imageDigest)) })
+        #expect(fromRecord.createdJob != nil)
+        let fromTag = try Decide.pass(DecisionTable.observe(World.imageSpec(spec)),
+                                      answers: Answers.standard.with { $0.targetImage = Self.builtTag(identity, created: World.t0) })
+        #expect(fromTag.createdJob != nil)
+        // An updateTime before the tag was built: adopted.
+        let older = try Decide.pass(DecisionTable.observe(World.imageSpec(spec)),
+                                    answers: Answers.standard.with { $0.targetImage = Self.builtTag(identity, created: World.t0.addingTimeInterval(900)) })
+        #expect(older.createdJob == nil && older.status.phase == "Succeeded")
+    }
+
+    @Test func aRecordWhoseTagIsGoneFromTheRegistryIsBuiltAgain() throws {
+        let identity = try World.identity()
+        let record = World.record(identity, updateTime: World.t0, status: World.succeededRecordStatus())
+        let pass = try Decide.pass(DecisionTable.observe(records: [record]), answers: .standard)
+        #expect(pass.createdJob != nil)
+        // A failed record, or one for another target, is not adopted either.
+        var failed = record
+        failed.status?.phase = BuildPhase.failed.rawValue
+        var elsewhere = record
+        elsewhere.spec.targetImage = "registry.example.com/ph/images:demo-0badbeef"
+        for other in [failed, elsewhere] {
+            let built = try Decide.pass(DecisionTable.observe(records: [other]),
+                                        answers: Answers.standard.with { $0.targetImage = .present(TargetImageFacts(digest: World.imageDigest)) })
+            #expect(built.createdJob != nil)
+        }
+    }
+
+    @Test func aHashWithHistoryIsNeverAdoptedAgain() throws {
+        // A build of this hash that failed: the registry is not asked, the failure stands.
+        let identity = try World.identity()
+        var status = World.startedStatus(identity)
+        status.builds?[0].phase = BuildPhase.failed.rawValue
+        status.phase = BuildPhase.failed.rawValue
+        let pass = try Decide.pass(DecisionTable.observe(World.imageSpec(status: status)),
+                                   answers: Answers.standard.with { $0.targetImage = nil })
+        #expect(!pass.asked.contains { if case .targetImage = $0 { return true } else { return false } })
+    }
+
+    @Test func anotherControllerWritingTheRecordIsReportedOnceAndClearedByTheNextBuild() throws {
+        let identity = try World.identity()
+        var cluster = Cluster()
+        try cluster.pass()
+        try cluster.startRunning(identity.jobName)
+        try cluster.pass(.none)
+        // PrimeHub's ImageSpecJob controller writes its own Pod into the record.
+        let index = try #require(cluster.records.firstIndex { $0.metadata.name == identity.recordName })
+        cluster.records[index].status?.podName = "image-\(identity.recordName)-q9zz"
+        let seen = try cluster.pass(.none)
+        let condition = try #require(seen.status.conditions?[Condition.foreignController])
+        #expect(condition.isTrue && condition.reason == "AnotherController")
+        #expect(condition.message?.contains("image-\(identity.recordName)-q9zz") == true)
+        #expect(seen.decision.events.map(\.reason) == [.anotherController] && seen.decision.events.first?.warning == true)
+        // The record names the build's Pod again; the condition stays, the Event is not repeated.
+        #expect(cluster.record(identity.recordName)?.status?.podName.hasPrefix(identity.jobName + "-") == true)
+        let later = try cluster.pass(.none)
+        #expect(later.status.conditions?[Condition.foreignController]?.isTrue == true && later.decision.events.isEmpty)
+
+        // A new build starts with none seen.
+        cluster.edit { $0.packages.apt = ["vim"] }
+        let rebuilt = try cluster.pass()
+        #expect(rebuilt.createdJob != nil)
+        #expect(rebuilt.status.conditions?[Condition.foreignController]?.isTrue == false)
     }
 
     // MARK: - History

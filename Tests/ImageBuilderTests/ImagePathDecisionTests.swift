@@ -232,3 +232,25 @@ enum ImageWorld {
         #expect(image.status?.jobCondition.phase == "Pending")
     }
 }
+
+/// The decision's state on an ImageSpec whose CRD prunes the status (PrimeHub's own).
+@Suite struct BuildStateAnnotationTests {
+    @Test func aPrunedStatusIsRestoredFromTheAnnotationAndOnlyThen() throws {
+        let identity = try World.identity()
+        let full = World.succeededStatus(identity)
+        let text = try #require(BuildStateAnnotation.text(of: full))
+        // As PrimeHub's CRD keeps it: the three fields only.
+        let pruned = ImageSpecStatus(phase: full.phase, jobName: full.jobName, image: full.image)
+        let stored = World.imageSpec(status: pruned, annotations: [MetadataKeys.imageBuildState: text])
+        #expect(BuildStateAnnotation.restored(stored).status == full)
+        #expect(BuildStateAnnotation.wasPruned(sent: full, written: stored))
+        // A status that kept its conditions wins over an old annotation, and is not pruned.
+        let kept = World.imageSpec(status: full, annotations: [MetadataKeys.imageBuildState: "{}"])
+        #expect(BuildStateAnnotation.restored(kept).status == full)
+        #expect(!BuildStateAnnotation.wasPruned(sent: full, written: kept))
+        // No annotation, or an unreadable one: the status as it is.
+        #expect(BuildStateAnnotation.restored(World.imageSpec(status: pruned)).status == pruned)
+        let garbled = World.imageSpec(status: pruned, annotations: [MetadataKeys.imageBuildState: "{not json"])
+        #expect(BuildStateAnnotation.restored(garbled).status == pruned)
+    }
+}

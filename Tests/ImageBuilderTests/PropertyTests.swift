@@ -154,7 +154,7 @@ import Testing
             }
             // The CRD's patterns accept what Swift accepts.
             for package in spec.packages.apt ?? [] {
-                #expect(package.range(of: ImageSpecSchema.Patterns.aptPackage, options: .regularExpression)
+                #expect(package.range(of: ImageSpecSchema.Patterns.singleLine, options: .regularExpression)
                     == package.startIndex..<package.endIndex, "\(package)")
             }
         }

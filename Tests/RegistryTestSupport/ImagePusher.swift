@@ -123,15 +123,19 @@ public struct ImagePusher: Sendable {
 
 extension ImagePusher {
     /// Pushes one single-platform image (linux/amd64, Docker schema 2) with the given config
-    /// `User` and `Env` under `tag`; returns its manifest digest.
+    /// `User`, `Env`, `Labels` and `created` under `tag`; returns its manifest digest.
     @discardableResult
-    public func pushImage(_ repository: String, tag: String, user: String, env: [String]) async throws -> Digest {
+    public func pushImage(_ repository: String, tag: String, user: String, env: [String], labels: [String: String]? = nil,
+                          created: String? = nil) async throws -> Digest {
         let layer = try await pushBlob(repository, Data("layer-\(UUID().uuidString)".utf8), mediaType: MediaType.dockerLayer)
-        let config: [String: Any] = [
+        var runConfig: [String: Any] = ["User": user, "Env": env]
+        if let labels { runConfig["Labels"] = labels }
+        var config: [String: Any] = [
             "architecture": "amd64", "os": "linux",
-            "config": ["User": user, "Env": env],
+            "config": runConfig,
             "rootfs": ["type": "layers", "diff_ids": [layer.digest.description]],
         ]
+        if let created { config["created"] = created }
         let configData = try JSONSerialization.data(withJSONObject: config, options: [.sortedKeys])
         let configDescriptor = try await pushBlob(repository, configData, mediaType: MediaType.dockerConfig)
         let manifest = try JSONEncoder.sorted.encode(ImageManifest(mediaType: MediaType.dockerManifest,

@@ -342,6 +342,14 @@ public enum OperatorConfigLoader {
         }
         config.registry.pushSecret = reader.pick("registry", "pushSecret", twin: "customImage", "pushSecretName")?.stringValue
         config.registry.pullSecret = root.value(at: "registry", "pullSecret")?.stringValue
+        if root["customImage"] != nil, config.registry.pullSecret == nil {
+            // PrimeHub's configuration has no pull secret: it hands out the push secret.
+            let push = config.registry.pushSecret.map { "the push secret \($0)" } ?? "the push secret"
+            warnings.append("the carried-over configuration (customImage) has no registry.pullSecret: Images published from "
+                + "ImageSpecs get no spec.pullSecret (users' pods cannot pull them from a private registry), and Images built "
+                + "through \"Build Custom Image\" get \(push) as spec.pullSecret, as PrimeHub does (every user of the image "
+                + "can push with it); set registry.pullSecret to a pull-only Secret")
+        }
         config.registry.insecure = reader.pick("registry", "insecure", twin: "customImage", "insecureSkipVerify")?.boolValue ?? false
         config.registry.insecureEverywhere = root.value(at: "customImage", "insecureSkipVerify")?.boolValue ?? false
         config.registry.caBundle = root.value(at: "registry", "caBundle")?.stringValue

@@ -33,8 +33,7 @@ public enum ImagePath {
     /// The decision's state kept on the Image; nil before its first build (or when unreadable:
     /// the decision then starts from nothing, as after a lost status).
     public static func buildState(of image: Image) -> ImageSpecStatus? {
-        guard let text = image.metadata.annotations?[MetadataKeys.imageBuildState] else { return nil }
-        return try? KubeJSON.decoder.decode(ImageSpecStatus.self, from: Data(text.utf8))
+        BuildStateAnnotation.state(in: image.metadata.annotations)
     }
 
     /// `image` once `status` is decided for its build of `identity` (nil when the request is
@@ -44,7 +43,7 @@ public enum ImagePath {
                              config: OperatorConfig) -> Image {
         var image = image
         var annotations = image.metadata.annotations ?? [:]
-        annotations[MetadataKeys.imageBuildState] = (try? KubeJSON.encoder.encode(status)).map { String(decoding: $0, as: UTF8.self) }
+        annotations[MetadataKeys.imageBuildState] = BuildStateAnnotation.text(of: status)
         image.metadata.annotations = annotations
         let built = status.phase == BuildPhase.succeeded.rawValue && !status.image.isEmpty
         image.status = Image.Status(jobCondition: Image.JobCondition(
@@ -56,5 +55,35 @@ public enum ImagePath {
             if let secret = config.registry.pullSecret ?? config.registry.pushSecret { image.spec.pullSecret = secret }
         }
         return image
+    }
+}
+
+/// The decision's state kept in the annotation `image-builder.primehub.io/build-state`: on Images
+/// always, on ImageSpecs where the installed CRD prunes the status to PrimeHub's three fields.
+public enum BuildStateAnnotation {
+    /// The state in `annotations`; nil when there is none or it is unreadable (the decision then
+    /// starts from nothing, as after a lost status).
+    public static func state(in annotations: [String: String]?) -> ImageSpecStatus? {
+        guard let text = annotations?[MetadataKeys.imageBuildState] else { return nil }
+        return try? KubeJSON.decoder.decode(ImageSpecStatus.self, from: Data(text.utf8))
+    }
+
+    public static func text(of status: ImageSpecStatus) -> String? {
+        (try? KubeJSON.encoder.encode(status)).map { String(decoding: $0, as: UTF8.self) }
+    }
+
+    /// `imageSpec` with the state the decision needs: its status, or, when the server pruned the
+    /// status (no conditions), the state kept in the annotation.
+    public static func restored(_ imageSpec: ImageSpec) -> ImageSpec {
+        guard imageSpec.status?.conditions == nil, let kept = state(in: imageSpec.metadata.annotations) else { return imageSpec }
+        var restored = imageSpec
+        restored.status = kept
+        return restored
+    }
+
+    /// Whether the server dropped the decision's state from a status it was sent (`written` is the
+    /// object the write returned), so that the state must go into the annotation.
+    public static func wasPruned(sent: ImageSpecStatus, written: ImageSpec) -> Bool {
+        sent.conditions != nil && written.status?.conditions == nil
     }
 }

@@ -25,6 +25,29 @@ public enum PushAccessAnswer: Sendable, Hashable {
     case unknown(String)
 }
 
+/// What the registry holds under a build's target tag, for adopting a build done before the
+/// operator ran it.
+public enum TargetImageAnswer: Sendable, Hashable {
+    case present(TargetImageFacts)
+    /// The tag does not exist.
+    case absent
+    /// The registry could not tell (unreachable, denied); nothing is adopted from it.
+    case unknown(String)
+}
+
+/// A target tag found in the registry: its digest, its config's labels and creation time.
+public struct TargetImageFacts: Sendable, Hashable {
+    public var digest: String
+    public var labels: [String: String]
+    public var created: Date?
+
+    public init(digest: String, labels: [String: String] = [:], created: Date? = nil) {
+        self.digest = digest
+        self.labels = labels
+        self.created = created
+    }
+}
+
 /// A Secret the build names: none configured, configured but absent, or found.
 public enum SecretLookup: Sendable, Hashable {
     case notConfigured
@@ -84,6 +107,9 @@ public enum Fact: Sendable, Hashable {
     /// The last lines of a build container's log, for a failure its termination message does not
     /// explain.
     case builderLog(pod: String, container: String)
+    /// The target tag in its registry, read with the push secret's credential for it (asked before
+    /// the first build of a hash: a build done before, by PrimeHub or an earlier operator, is adopted).
+    case targetImage(reference: String, credential: RegistryCredential?)
 }
 
 /// Facts the shell looked up. A nil field was not asked for yet.
@@ -98,6 +124,7 @@ public struct ObservedFacts: Sendable, Hashable {
     public var rebuildSlot: RebuildSlot?
     /// The builder's log tail (`.some(nil)`: the log could not be read).
     public var builderLog: String??
+    public var targetImage: TargetImageAnswer?
 
     public init() {}
 }
@@ -146,6 +173,9 @@ public struct ImageSpecObservation: Sendable {
     public var pods: [String: Pod]
     /// ImageSpecJobs (PrimeHub's build records) this ImageSpec owns.
     public var imageSpecJobs: [ImageSpecJob]
+    /// The names of the Pods of every owned Job (a record naming another Pod was written by
+    /// another controller).
+    public var buildPodNames: Set<String>
     public var baseImageCheck: BaseImageCheckState
     public var facts: ObservedFacts
     public var config: OperatorConfig
@@ -153,13 +183,14 @@ public struct ImageSpecObservation: Sendable {
     public var now: Date
 
     public init(imageSpec: ImageSpec, ownedJobs: [Job] = [], foreignJob: Job? = nil, pods: [String: Pod] = [:],
-                imageSpecJobs: [ImageSpecJob] = [], baseImageCheck: BaseImageCheckState = BaseImageCheckState(), facts: ObservedFacts = ObservedFacts(),
+                imageSpecJobs: [ImageSpecJob] = [], buildPodNames: Set<String>? = nil, baseImageCheck: BaseImageCheckState = BaseImageCheckState(), facts: ObservedFacts = ObservedFacts(),
                 config: OperatorConfig, policy: ReconcilePolicy = ReconcilePolicy(), now: Date) {
         self.imageSpec = imageSpec
         self.ownedJobs = ownedJobs
         self.foreignJob = foreignJob
         self.pods = pods
         self.imageSpecJobs = imageSpecJobs
+        self.buildPodNames = buildPodNames ?? Set(pods.values.compactMap(\.metadata.name))
         self.baseImageCheck = baseImageCheck
         self.facts = facts
         self.config = config
@@ -410,6 +441,59 @@ private struct Decider {
         return startBuild(spec, identity: identity)
     }
 
+    // MARK: - Adoption
+
+    /// Whether a build of the current hash done before this operator ran it may be adopted: only
+    /// when the history has no build of this hash (the first start after a cutover, or a status
+    /// that was lost).
+    func mayAdopt(_ identity: BuildIdentity) -> Bool {
+        !(status.builds ?? []).contains { $0.hash == identity.hash }
+    }
+
+    /// PrimeHub's record of a successful build of exactly this target, if it has one.
+    func succeededRecord(_ identity: BuildIdentity) -> ImageSpecJob? {
+        observation.imageSpecJobs.first { record in
+            record.metadata.name == identity.recordName && record.spec.targetImage == identity.targetImage
+                && identity.recordAnnotations.allSatisfy { record.metadata.annotations?[$0.key] == $0.value }
+                && record.status?.phase == BuildPhase.succeeded.rawValue
+        }
+    }
+
+    /// The build adopted from PrimeHub's succeeded record (the tag still in the registry, or the
+    /// registry unable to say), or from the target tag labelled with this spec hash; nil when there
+    /// is none or a rebuild was asked for since (a newer `updateTime`).
+    func adoption(_ spec: ValidImageSpec, identity: BuildIdentity, target: TargetImageAnswer) -> (BuildRecord, String)? {
+        var present: TargetImageFacts?
+        if case .present(let facts) = target { present = facts }
+        if let record = succeededRecord(identity), target != .absent,
+           !rebuildRequested(since: record.spec.updateTime ?? record.status?.startTime, spec: spec)
+        {
+            let adopted = BuildRecord(
+                jobName: identity.jobName, hash: identity.hash, phase: BuildPhase.succeeded.rawValue, image: identity.targetImage,
+                digest: present?.digest, startTime: record.status?.startTime, completionTime: record.status?.finishTime,
+                reason: Reason.adopted.rawValue)
+            return (adopted, "ImageSpecJob \(record.metadata.name ?? "") succeeded for this spec")
+        }
+        if let present, present.labels[MetadataKeys.specHashImageLabel] == identity.hash,
+           spec.spec.updateTime == nil || present.created.map({ !rebuildRequested(since: $0, spec: spec) }) == true
+        {
+            let adopted = BuildRecord(
+                jobName: identity.jobName, hash: identity.hash, phase: BuildPhase.succeeded.rawValue, image: identity.targetImage,
+                digest: present.digest, startTime: present.created, completionTime: present.created, reason: Reason.adopted.rawValue)
+            return (adopted, "the registry has it, labelled \(MetadataKeys.specHashImageLabel)=\(identity.hash)")
+        }
+        return nil
+    }
+
+    /// Records an adopted build as built and reports it (no Job, no push).
+    mutating func adopt(_ adopted: BuildRecord, how: String, spec: ValidImageSpec, identity: BuildIdentity) -> Step {
+        status.record(adopted, limit: config.historyLimit)
+        let digest = adopted.digest.map { "@\($0)" } ?? ""
+        events.append(DecidedEvent(warning: false, reason: .adopted,
+                                   message: "adopted \(identity.targetImage)\(digest), built before (\(how)); not rebuilt"))
+        return report(record: adopted, spec: spec, identity: identity)
+    }
+
     /// Why an existing build of the current hash must be redone, if it must: PrimeHub's rebuild
     /// trigger, an `updateTime` newer than the one the build was started for (Jobs from before
     /// that was recorded compare with their creation time). Both sides are compared at the
@@ -509,11 +593,19 @@ private struct Decider {
             return .next(stalledRetry)
         }
 
-        // The base image and the push side, asked of their registries before anything runs.
-        guard let base = facts.baseImage, let push = facts.pushAccess else {
+        // The base image and the push side, asked of their registries before anything runs; and,
+        // before the first build of this hash, whether it was built already.
+        let adoptable = mayAdopt(identity)
+        guard let base = facts.baseImage, let push = facts.pushAccess, !adoptable || facts.targetImage != nil else {
             let registry = ImageReference.parse(identity.targetImage)?.registry
-            return .need([.baseImage(reference: spec.spec.baseImage, credentials: credentials.dockerConfig),
-                          .pushAccess(target: identity.targetImage, credential: registry.flatMap(credentials.pushCredential(forRegistry:)))])
+            let pushCredential = registry.flatMap(credentials.pushCredential(forRegistry:))
+            var needed: Set<Fact> = [.baseImage(reference: spec.spec.baseImage, credentials: credentials.dockerConfig),
+                                     .pushAccess(target: identity.targetImage, credential: pushCredential)]
+            if adoptable { needed.insert(.targetImage(reference: identity.targetImage, credential: pushCredential)) }
+            return .need(needed)
+        }
+        if adoptable, let target = facts.targetImage, let (adopted, how) = adoption(spec, identity: identity, target: target) {
+            return adopt(adopted, how: how, spec: spec, identity: identity)
         }
         let baseFacts: BaseImageFacts
         switch base {
@@ -567,6 +659,7 @@ private struct Decider {
              .writeImageSpecJobStatus(name: identity.recordName, namespace: namespace,
                                       status: ImageSpecJob.Status(phase: BuildPhase.pending.rawValue, podName: "", startTime: now))])
 
+        clearForeignController()
         status.baseImageDigest = baseFacts.digest
         status.startTime = now
         status.completionTime = nil
@@ -819,9 +912,14 @@ private struct Decider {
         let keep = max(config.historyLimit - 1, 0)
         var deletions: [BuildAction] = []
         for job in older.dropFirst(keep) {
+            let name = job.metadata.name ?? ""
             deletions.append(.deleteJob(job))
-            deletions.append(.deleteConfigMap(name: job.metadata.name ?? "", namespace: job.metadata.namespace))
-            deletions.append(.deleteImageSpecJob(name: job.metadata.name ?? "", namespace: job.metadata.namespace))
+            deletions.append(.deleteConfigMap(name: name, namespace: job.metadata.namespace))
+            // A record named like the Job, where there is one (the Image path keeps one record, named
+            // after the Image, for all its builds).
+            if observation.imageSpecJobs.contains(where: { $0.metadata.name == name }) {
+                deletions.append(.deleteImageSpecJob(name: name, namespace: job.metadata.namespace))
+            }
         }
         act(deletions)
     }
@@ -867,6 +965,15 @@ private struct Decider {
         let container = pod?.status?.containerStatuses?.first { $0.name == BuildPlanner.containerName }
         let finished = BuildPhase(rawValue: record.phase)?.isFinished == true
         let old = existing?.status
+        // The job controller names a Job's Pods `<job>-<random>`; PrimeHub's builder names its own
+        // `image-<record>-<random>`.
+        if let written = old?.podName, !written.isEmpty, !observation.buildPodNames.contains(written),
+           !written.hasPrefix(record.jobName + "-"), observation.ownedJobs.contains(where: { $0.metadata.name == record.jobName })
+        {
+            reportForeignController(
+                "ImageSpecJob \(name) names Pod \(written), which is not a Pod of build Job \(record.jobName): another controller "
+                    + "(PrimeHub's ImageSpecJob controller?) is building it too; stop PrimeHub's builder (see the README)")
+        }
         var wanted = ImageSpecJob.Status(
             phase: record.phase, podName: pod?.metadata.name ?? old?.podName ?? "",
             startTime: pod?.status?.startTime ?? old?.startTime ?? record.startTime,
@@ -881,6 +988,27 @@ private struct Decider {
     /// The ImageSpecJob of a build Job: named like it, except the current build of the Image path.
     func recordName(ofJob jobName: String, identity: BuildIdentity) -> String {
         jobName == identity.jobName ? identity.recordName : jobName
+    }
+
+    /// Reports another controller writing this build's objects: the `ForeignController` condition
+    /// (kept until the next build starts) and a Warning Event when this is news.
+    mutating func reportForeignController(_ message: String) {
+        let previous = status.conditions?[Condition.foreignController]
+        guard previous?.isTrue != true || previous?.message != message else { return }
+        var conditions = status.conditions ?? []
+        conditions.set(Condition(type: Condition.foreignController, status: "True", reason: Reason.anotherController.rawValue,
+                                 message: message, observedGeneration: generation), now: now)
+        status.conditions = conditions
+        events.append(DecidedEvent(warning: true, reason: .anotherController, message: message))
+    }
+
+    /// A new build starts with no other controller seen.
+    mutating func clearForeignController() {
+        guard status.conditions?[Condition.foreignController]?.isTrue == true, var conditions = status.conditions else { return }
+        conditions.set(Condition(type: Condition.foreignController, status: "False", reason: Reason.buildStarted.rawValue,
+                                 message: "no other controller has written this build's objects", observedGeneration: generation),
+                       now: now)
+        status.conditions = conditions
     }
 
     mutating func act(_ actions: [BuildAction]) {

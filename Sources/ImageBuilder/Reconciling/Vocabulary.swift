@@ -38,6 +38,11 @@ public enum Reason: String, Sendable, Hashable, CaseIterable, Codable {
     case publishSkipped = "PublishSkipped"
     case jobSubmissionOnly = "JobSubmissionOnly"
     case baseImageChanged = "BaseImageChanged"
+    /// A build found done before this operator ran it (PrimeHub's record, or the target tag in the
+    /// registry with the same spec hash), recorded as built instead of rebuilt.
+    case adopted = "Adopted"
+    // The ForeignController condition and its Event.
+    case anotherController = "AnotherController"
 
     /// The reason of a build failure written by something else (a Job condition's reason): the
     /// operator's own word when it has one, `BuildFailed` otherwise.
@@ -65,8 +70,9 @@ public enum MetadataKeys {
     /// PrimeHub's label and hash annotation of an Image's build ("Build Custom Image").
     public static let imageName = "image.primehub.io/name"
     public static let imageHash = "image.primehub.io/hash"
-    /// Image annotation holding the build state of the Image path (the Image's status has room
-    /// for PrimeHub's `jobCondition` only).
+    /// Annotation holding the decision's state (conditions, history, digests): on Images always (their
+    /// status has room for PrimeHub's `jobCondition` only), on ImageSpecs where the installed CRD
+    /// prunes it from the status (PrimeHub's own CRD keeps `phase`, `jobName` and `image` only).
     public static let imageBuildState = "image-builder.primehub.io/build-state"
     /// The ImageSpec a build object belongs to (names longer than a label value fit here).
     public static let imageSpec = "image-builder.primehub.io/imagespec"

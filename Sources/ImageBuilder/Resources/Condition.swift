@@ -28,6 +28,8 @@ public struct Condition: Codable, Sendable, Hashable {
     public static let ready = "Ready"
     public static let reconciling = "Reconciling"
     public static let stalled = "Stalled"
+    /// True when another controller writes this build's objects (PrimeHub's builder still running).
+    public static let foreignController = "ForeignController"
 
     public var isTrue: Bool { status == "True" }
 }

@@ -9,16 +9,15 @@ public enum ImageSpecSchema {
     public static let maxBuildRecords = 100
 
     /// RE2 patterns for the CRD. Each accepts everything the Swift checks accept.
+    ///
+    /// The fields PrimeHub's own CRD declares (`baseImage`, `pullSecret`, the package lists) carry
+    /// no grammar here: the API server validates the whole object on every write, `/status` and
+    /// labels included, so a pattern would freeze every object PrimeHub accepted that the grammar
+    /// refuses (`apt: [Curl]`) — the operator could never say why it does not build. Their items
+    /// carry `singleLine` only, which refuses nothing PrimeHub's filter (`^[a-zA-Z0-9-_:=\.]+$`)
+    /// would have let through. The full grammar is in the operator (status `InvalidSpec`) and in
+    /// `image-builder validate`. Fields PrimeHub never had (`env`, `publish`) keep their patterns.
     public enum Patterns {
-        static let pathComponent = "[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*"
-        static let domainComponent = "(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
-        static let domain = "(?:\(domainComponent)(?:\\.\(domainComponent))*|\\[[a-fA-F0-9:]+\\])(?::[0-9]+)?"
-        public static let imageReference = "^(?:\(domain)/)?\(pathComponent)(?:/\(pathComponent))*"
-            + "(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?"
-            + "(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-f]{32,})?$"
-        public static let aptPackage = "^[a-z0-9][a-z0-9+.-]+(?::[a-z0-9][a-z0-9-]*)?(?:=[0-9][A-Za-z0-9.+~:-]*|/[A-Za-z0-9][A-Za-z0-9.+~_-]*)?$"
-        public static let pipRequirement = "^[A-Za-z0-9][ -~]*$"
-        public static let condaItem = "^[!-~](?:[ -~]*[!-~])?$"
         public static let environmentName = "^[A-Za-z_][A-Za-z0-9_]*$"
         public static let dnsSubdomain = "^[a-z0-9](?:[-a-z0-9]*[a-z0-9])?(?:\\.[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)*$"
         public static let singleLine = "^[^\\p{Cc}\\p{Cf}\\p{Zl}\\p{Zp}]*$"
@@ -29,8 +28,7 @@ public enum ImageSpecSchema {
         .array(of: item, maxItems: maxPackagesPerList, description, checks: checks)
     }
 
-    static let secretName = Schema.string(
-        maxLength: 253, pattern: Patterns.dnsSubdomain, checks: [.dnsSubdomain])
+    static let secretName = Schema.string(maxLength: 253, checks: [.dnsSubdomain])
 
     static func singleLine(_ description: String, maxLength: Int) -> Schema {
         .string(description, maxLength: maxLength, pattern: Patterns.singleLine)
@@ -41,13 +39,13 @@ public enum ImageSpecSchema {
         [
             "apt": packageList(
                 "Debian packages: name[:arch][=version|/release].",
-                item: .string(maxLength: PackageGrammar.maxAptLength, pattern: Patterns.aptPackage, checks: [.aptPackage])),
+                item: .string(maxLength: PackageGrammar.maxAptLength, pattern: Patterns.singleLine, checks: [.aptPackage])),
             "pip": packageList(
                 "PEP 508 requirements (numpy>=1.17,<2; pkg[extra]; name @ https://…).",
-                item: .string(maxLength: PackageGrammar.maxPipLength, pattern: Patterns.pipRequirement, checks: [.pipRequirement])),
+                item: .string(maxLength: PackageGrammar.maxPipLength, pattern: Patterns.singleLine, checks: [.pipRequirement])),
             "conda": packageList(
                 "Conda match specs (numpy, tensorflow=1.13*, conda-forge::numpy==1.17*); \"-c\", \"CHANNEL\" item pairs add channels.",
-                item: .string(maxLength: PackageGrammar.maxCondaLength, pattern: Patterns.condaItem),
+                item: .string(maxLength: PackageGrammar.maxCondaLength, pattern: Patterns.singleLine),
                 checks: [.condaList]),
         ])
 
@@ -76,7 +74,7 @@ public enum ImageSpecSchema {
         "What to build.", required: ["baseImage", "packages"],
         [
             "baseImage": .string("Image to build on: [registry/]path[:tag][@digest].", maxLength: 512,
-                                 pattern: Patterns.imageReference, checks: [.imageReference]),
+                                 checks: [.imageReference]),
             "pullSecret": secretName.with { $0.description = "A kubernetes.io/dockerconfigjson Secret for pulling the base image." },
             "packages": packages,
             "updateTime": .string("Rebuild trigger: set to a newer time to build again.", format: "date-time", checks: [.dateTime]),
