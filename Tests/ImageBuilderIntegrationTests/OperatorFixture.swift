@@ -35,9 +35,17 @@ struct OperatorFixture {
     /// Applies `crds/` once per control plane.
     private static let crdsInstalled = CRDInstallation()
 
-    static func make(_ prefix: String, configure: (inout OperatorConfig) -> Void = { _ in }) async throws -> OperatorFixture {
-        let controlPlane = try await ControlPlane.shared()
-        try await crdsInstalled.install(on: controlPlane)
+    /// `controlPlane` defaults to the shared one, with `crds/` applied; on another one, the
+    /// caller installs the CRDs it wants.
+    static func make(_ prefix: String, on given: ControlPlane? = nil,
+                     configure: (inout OperatorConfig) -> Void = { _ in }) async throws -> OperatorFixture {
+        let controlPlane: ControlPlane
+        if let given {
+            controlPlane = given
+        } else {
+            controlPlane = try await ControlPlane.shared()
+            try await crdsInstalled.install(on: controlPlane)
+        }
         let client = try controlPlane.client()
         let namespace = try await controlPlane.makeNamespace(prefix)
         let registry = try await LocalRegistry.start(auth: .htpasswd(username: registryUser, password: registryPassword))
@@ -235,9 +243,14 @@ actor CRDInstallation {
         let crds = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .deletingLastPathComponent().appendingPathComponent("crds").path
         try await controlPlane.kubectl(["apply", "-k", crds])
+        try await waitUntilServed(on: controlPlane)
+    }
+
+    /// Waits until the apiserver serves ImageSpecs, Images and ImageSpecJobs.
+    static func waitUntilServed(on controlPlane: ControlPlane) async throws {
         let client = try controlPlane.client()
-        for resource in [ImageSpec.resourceType, Image.resourceType] {
-            try await eventually("\(resource) is served") {
+        for resource in [ImageSpec.resourceType, Image.resourceType, ImageSpecJob.resourceType] {
+            try await eventually("\(resource.plural) are served") {
                 do {
                     _ = try await client.list(JSONValue.self, resource: resource, namespace: "default")
                     return true
