@@ -35,6 +35,8 @@ APT_PACKAGES=(
   # The node tier: container runtime, CNI plugins, image tools, kube-proxy's needs.
   containerd runc containernetworking-plugins buildah mmdebstrap iptables conntrack
   busybox-static iproute2 util-linux
+  # The Argo CD health check's test runs its Lua with Debian's interpreter.
+  lua5.4
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -178,16 +178,10 @@ struct BuildShell: Sendable {
             buildPodNames: buildPodNames, baseImageCheck: baseImageChecks.state(imageSpec.key), config: config, policy: policy, now: clock())
     }
 
-    /// The newest Pod of a Job. Creation times have whole seconds: among Pods of the same second,
-    /// one whose containers have ended counts as the later.
+    /// The newest Pod of a Job (`BuildLogs.newestPod`).
     func newestPod(of job: Job) -> Pod? {
-        func order(_ pod: Pod) -> (Date, Int, String) {
-            let ended = pod.status?.containerStatuses?.contains { $0.state?.terminated != nil } == true
-            return (pod.metadata.creationTimestamp ?? .distantPast, ended ? 1 : 0, pod.metadata.name ?? "")
-        }
-        return pods.list(namespace: job.metadata.namespace ?? "")
-            .filter { $0.metadata.controllerReference?.uid == job.metadata.uid && job.metadata.uid != nil }
-            .max { order($0) < order($1) }
+        BuildLogs.newestPod(pods.list(namespace: job.metadata.namespace ?? "")
+            .filter { $0.metadata.controllerReference?.uid == job.metadata.uid && job.metadata.uid != nil })
     }
 
     /// Fetches `needed` concurrently and adds the answers to `facts`.

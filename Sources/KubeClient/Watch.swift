@@ -250,7 +250,7 @@ public struct LogsUnavailable: Error, Sendable, Hashable, CustomStringConvertibl
     }
 
     /// Why a pod (or one of its containers) cannot have a log, or nil when it can.
-    static func reason(for pod: Pod, container: String?) -> String? {
+    public static func reason(for pod: Pod, container: String?) -> String? {
         let phase = pod.status?.phase ?? "Pending"
         guard let node = pod.spec?.nodeName, !node.isEmpty else {
             return "it has not been scheduled to a node (phase \(phase))"

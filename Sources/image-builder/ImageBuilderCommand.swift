@@ -10,6 +10,7 @@ struct ImageBuilderCommand: AsyncParsableCommand {
             RenderCommand.self,
             ValidateCommand.self,
             InspectCommand.self,
+            LogsCommand.self,
             RunCommand.self,
         ]
     )

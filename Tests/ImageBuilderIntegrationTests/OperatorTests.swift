@@ -393,6 +393,15 @@ struct OperatorRBACTests {
     /// A client for a ServiceAccount bound to `deploy/rbac.yaml`'s ClusterRole, with a token from
     /// the TokenRequest API (no controller manager needed).
     static func serviceAccountClient(_ world: OperatorFixture) async throws -> KubernetesClient {
+        let token = try await serviceAccountToken(world)
+        return KubernetesClient(configuration: ClientConfiguration(
+            server: world.controlPlane.serverURL.absoluteString, tls: TLSOptions(caFile: world.controlPlane.caFile),
+            authentication: .bearerToken(token), namespace: world.namespace))
+    }
+
+    /// A token of ServiceAccount `image-builder` in the world's namespace, bound to nothing but
+    /// `deploy/rbac.yaml`'s ClusterRole.
+    static func serviceAccountToken(_ world: OperatorFixture) async throws -> String {
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         let rbac = try String(contentsOfFile: root.appendingPathComponent("deploy/rbac.yaml").path, encoding: .utf8)
             .replacingOccurrences(of: "namespace: hub", with: "namespace: \(world.namespace)")
@@ -405,10 +414,7 @@ struct OperatorRBACTests {
             body: Data(#"{"apiVersion":"authentication.k8s.io/v1","kind":"TokenRequest","spec":{"expirationSeconds":3600}}"#.utf8),
             contentType: "application/json")
         let response = try await world.client.send(request)
-        let token = try #require(try JSONDecoder().decode(JSONValue.self, from: response.body).value(at: "status", "token")?.stringValue)
-        return KubernetesClient(configuration: ClientConfiguration(
-            server: world.controlPlane.serverURL.absoluteString, tls: TLSOptions(caFile: world.controlPlane.caFile),
-            authentication: .bearerToken(token), namespace: world.namespace))
+        return try #require(try JSONDecoder().decode(JSONValue.self, from: response.body).value(at: "status", "token")?.stringValue)
     }
 
     @Test func buildsAndPublishesWithLeaderElection() async throws {

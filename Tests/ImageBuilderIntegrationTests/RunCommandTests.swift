@@ -12,12 +12,7 @@ import Testing
 /// file; probes and metrics over HTTP; SIGTERM for a clean stop.
 @Suite("image-builder run, the executable")
 struct RunCommandTests {
-    static let executable: String? = {
-        let directory = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-        return [directory, directory.deletingLastPathComponent(), Bundle.main.bundleURL, Bundle.main.bundleURL.deletingLastPathComponent()]
-            .map { $0.appendingPathComponent("image-builder").path }
-            .first { FileManager.default.isExecutableFile(atPath: $0) }
-    }()
+    static let executable = builtExecutable("image-builder")
 
     func get(_ url: String) async -> (Int, String) {
         guard let response = try? await HTTPClient.shared.send(HTTPRequest(url: url, timeout: .seconds(5))) else { return (0, "") }

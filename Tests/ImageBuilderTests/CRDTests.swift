@@ -62,7 +62,7 @@ import Testing
         let ours = CustomResourceDefinitions.imageSpecs
         let version = try #require(ours.value(at: "spec", "versions")?.arrayValue?.first)
         #expect(version.value(at: "subresources", "status") == .object([:]))
-        #expect(version["additionalPrinterColumns"]?.arrayValue?.compactMap { $0["name"]?.stringValue } == ["Status", "Image", "Age"])
+        #expect(version["additionalPrinterColumns"]?.arrayValue?.compactMap { $0["name"]?.stringValue } == ["Status", "Reason", "Image", "Age"])
         #expect(ours.value(at: "spec", "names", "shortNames") != nil)
         #expect(ours["apiVersion"] == .string("apiextensions.k8s.io/v1"))
         // Nothing newer than Kubernetes 1.20: no CEL rules.

@@ -62,6 +62,30 @@ import Testing
         }
     }
 
+    /// `.pre-commit-hooks.yaml` runs `image-builder validate` the way pre-commit does: the entry's
+    /// arguments, then the staged files its `files` pattern matches.
+    @Test func preCommitHooksRunValidate() throws {
+        let stream = YAMLLoader.load(try Repository.text(Repository.root.appendingPathComponent(".pre-commit-hooks.yaml")))
+        #expect(stream.error == nil)
+        let hooks = try #require(stream.documents.first?.value.arrayValue)
+        #expect(hooks.compactMap { $0["id"]?.stringValue } == ["image-builder-validate", "image-builder-validate-system"])
+        for hook in hooks {
+            let entry = try #require(hook["entry"]?.stringValue).split(separator: " ").map(String.init)
+            #expect(entry.first == "image-builder")
+            let pattern = try Regex(try #require(hook["files"]?.stringValue))
+            func staged(_ directory: URL) throws -> [String] {
+                try Repository.yamlFiles(in: directory).map { String($0.path.dropFirst(Repository.root.path.count + 1)) }
+                    .filter { $0.contains(pattern) }
+            }
+            let good = try staged(Repository.examples).filter { !$0.hasPrefix("examples/hostile/") }
+            #expect(good.contains("examples/config.yaml"))  // not an ImageSpec: skipped
+            let passed = try Self.run(Array(entry.dropFirst()) + good)
+            #expect(passed.status == 0, "\(passed.output)\(passed.errors)")
+            let failed = try Self.run(Array(entry.dropFirst()) + (try staged(Repository.hostile)))
+            #expect(failed.status == 1 && failed.output.contains("examples/hostile/"))
+        }
+    }
+
     @Test func validateStdinAndUnreadable() throws {
         let bad = try Self.run(["validate", "-"], input: "apiVersion: primehub.io/v1alpha1\nkind: ImageSpec\nmetadata: {name: x}\nspec: {packages: {}}\n")
         #expect(bad.status == 1)

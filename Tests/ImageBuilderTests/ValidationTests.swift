@@ -75,6 +75,22 @@ import Testing
         #expect(report.diagnostics.map(\.field) == ["apiVersion"])
     }
 
+    /// `spec: null` passes both CRDs: such an object still decodes (a list of ImageSpecs holding one
+    /// must not fail to decode as a whole) and is refused naming the missing field.
+    @Test func anObjectWithoutSpecOrBaseImageDecodesAndIsRefused() throws {
+        for json in [#"{"apiVersion":"primehub.io/v1alpha1","kind":"ImageSpec","metadata":{"name":"null-spec"}}"#,
+                     #"{"apiVersion":"primehub.io/v1alpha1","kind":"ImageSpec","metadata":{"name":"x"},"spec":{"packages":{}}}"#] {
+            let list = try KubeJSON.decoder.decode(ObjectList<ImageSpec>.self, from: Data(#"{"items":[\#(json)]}"#.utf8))
+            let spec = try #require(list.items.first)
+            guard case .failure(let failure) = ImageSpecValidator.validate(spec) else {
+                Issue.record("\(json) was valid")
+                continue
+            }
+            #expect(failure.problems.map(\.path.description) == ["spec.baseImage"], "\(failure.problems)")
+            #expect(failure.problems.first?.message.contains("required") == true, "\(failure.problems)")
+        }
+    }
+
     @Test func typedValidationOfAnAPIObject() throws {
         var spec = ImageSpecSpec(baseImage: "ubuntu", packages: Packages(conda: ["-c", "conda-forge", "numpy"]))
         let valid = try Fixtures.valid(Fixtures.imageSpec(spec: spec))

@@ -81,3 +81,12 @@ public enum WidgetCRD {
         ]))
     }
 }
+
+/// An executable of this package built beside the test bundle (`swift build --build-tests`
+/// builds them all), or nil when it is not there.
+public func builtExecutable(_ name: String) -> String? {
+    let directory = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    return [directory, directory.deletingLastPathComponent(), Bundle.main.bundleURL, Bundle.main.bundleURL.deletingLastPathComponent()]
+        .map { $0.appendingPathComponent(name).path }
+        .first { FileManager.default.isExecutableFile(atPath: $0) }
+}

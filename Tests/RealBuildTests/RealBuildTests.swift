@@ -279,6 +279,60 @@ struct RealBuildTests {
     }
 }
 
+/// `image-builder logs` reading real Pod logs from a kubelet: a Job shaped like buildah's isolated
+/// build (an init container `build-image` whose log the `build` container replays before its own
+/// lines), named in an ImageSpec's status. No operator: the log plumbing is what is tested.
+@Suite("image-builder logs on a single-node cluster")
+struct LogsCommandTests {
+    @Test func printsAndFollowsTheBuildLogWithoutTheReplay() async throws {
+        let executable = try #require(builtExecutable("image-builder"), "the image-builder executable is not beside the tests")
+        let cluster = try await NodeCluster.shared()
+        let namespace = try await cluster.controlPlane.makeNamespace("logs")
+        let client = try cluster.controlPlane.client()
+        _ = try await cluster.kubectl(["apply", "-k", RealBuildTests.crds])
+        _ = try await cluster.kubectl(["wait", "--for=condition=Established", "crd/imagespecs.primehub.io", "--timeout=60s"])
+        let spec = try await client.create(ImageSpec(metadata: ObjectMeta(name: "logged", namespace: namespace),
+                                                     spec: ImageSpecSpec(baseImage: RealBuildTests.base(cluster), packages: Packages(apt: ["jq"]))))
+        var status = ImageSpecStatus(phase: "Running", jobName: "logged-0000beef", image: "")
+        status.builds = [BuildRecord(jobName: "logged-0000beef", hash: "0000beef", phase: "Running")]
+        var withStatus = spec
+        withStatus.status = status
+        _ = try await client.updateStatus(withStatus)
+        let script = "for i in 1 2 3; do echo \"step $i\"; sleep 1; done"
+        _ = try await cluster.kubectl(["apply", "-n", namespace, "-f", "-"], input: """
+            apiVersion: batch/v1
+            kind: Job
+            metadata: {name: logged-0000beef}
+            spec:
+              backoffLimit: 0
+              template:
+                spec:
+                  restartPolicy: Never
+                  automountServiceAccountToken: false
+                  initContainers:
+                    - {name: build-image, image: "\(cluster.images.base)", command: [sh, -c, '\(script)']}
+                  containers:
+                    - {name: build, image: "\(cluster.images.base)", command: [sh, -c, 'echo "step 1"; echo "step 2"; echo "step 3"; echo pushed']}
+            """)
+        let arguments = ["logs", "logged", "-n", namespace, "--kubeconfig", cluster.controlPlane.kubeconfig(for: .admin)]
+        // Followed from wherever the build is: the build step's lines, then the push step's own.
+        let followed = try await runCommand(executable, arguments + ["-f"], timeout: .seconds(300))
+        #expect(followed.succeeded, "\(followed.stderr)")
+        #expect(followed.stdout == "step 1\nstep 2\nstep 3\npushed\n", "\(followed.stdout)")
+        // Once it ended: the build container's log, which holds it all.
+        try await eventually(timeout: .seconds(120), "the Job's Pod ends") {
+            let pods = try await client.list(Pod.self, namespace: namespace, options: ListOptions(labelSelector: "job-name=logged-0000beef"))
+            return pods.items.first?.status?.phase == "Succeeded"
+        }
+        let printed = try await runCommand(executable, arguments)
+        #expect(printed.succeeded, "\(printed.stderr)")
+        #expect(printed.stdout == "step 1\nstep 2\nstep 3\npushed\n", "\(printed.stdout)")
+        // A build of another ImageSpec's history is refused by name.
+        let other = try await runCommand(executable, arguments + ["--build", "other-1"])
+        #expect(other.status == 1 && other.stderr.contains("has no build other-1: its builds are logged-0000beef"), "\(other.stderr)")
+    }
+}
+
 extension String {
     var nilIfEmpty: String? { isEmpty ? nil : self }
 }

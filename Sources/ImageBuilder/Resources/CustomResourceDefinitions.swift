@@ -18,6 +18,7 @@ public enum CustomResourceDefinitions {
             description: "ImageSpec: an image to build from a base image, packages and environment variables.",
             columns: [
                 column("Status", ".status.phase", "Phase of the current build"),
+                column("Reason", #".status.conditions[?(@.type=="Ready")].reason"#, "Why the ImageSpec is where it is"),
                 column("Image", ".status.image", "The last image built successfully"),
                 column("Age", ".metadata.creationTimestamp", nil, type: "date"),
             ],

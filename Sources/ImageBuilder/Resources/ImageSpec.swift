@@ -21,7 +21,10 @@ public struct ImageSpec: SpecStatusObject, Hashable {
         self.status = status
     }
 
-    public static var specWhenMissing: ImageSpecSpec? { nil }
+    /// An ImageSpec stored without a spec (`spec: null` passes both CRDs) decodes with an empty
+    /// one, so that validation stalls it naming `spec.baseImage` instead of the whole list failing
+    /// to decode (which would stop every ImageSpec of the namespace from being reconciled).
+    public static var specWhenMissing: ImageSpecSpec? { ImageSpecSpec(baseImage: "") }
 }
 
 public struct ImageSpecSpec: Codable, Sendable, Hashable {
@@ -52,7 +55,8 @@ public struct ImageSpecSpec: Codable, Sendable, Hashable {
 
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
-        baseImage = try container.decode(String.self, forKey: .baseImage)
+        // Missing: empty, which validation reports as the missing required field.
+        baseImage = try container.decodeIfPresent(String.self, forKey: .baseImage) ?? ""
         pullSecret = try container.decodeIfPresent(String.self, forKey: .pullSecret)
         packages = try container.decodeIfPresent(Packages.self, forKey: .packages) ?? Packages()
         updateTime = try container.decodeIfPresent(Date.self, forKey: .updateTime)

@@ -36,7 +36,13 @@ public enum ImageSpecValidator {
                          "namespace": imageSpec.metadata.namespace.map(JSONValue.string) ?? .null]),
             at: .root / "metadata")
         do {
-            problems += ImageSpecSchema.spec.problems(in: try JSONValue(encoding: imageSpec.spec), at: .root / "spec")
+            var spec = try JSONValue(encoding: imageSpec.spec)
+            // An empty baseImage is how a missing one decodes: report the missing required field.
+            if imageSpec.spec.baseImage.isEmpty, case .object(var members) = spec {
+                members["baseImage"] = nil
+                spec = .object(members)
+            }
+            problems += ImageSpecSchema.spec.problems(in: spec, at: .root / "spec")
         } catch {
             problems.append(ValidationProblem(.root / "spec", "cannot be encoded: \(error)"))
         }
