@@ -52,6 +52,9 @@ struct SecretsAndRBACTests {
         do {
             try await run(on: controlPlane, auditLog: auditLog, scratch: scratch)
         } catch {
+            // A flow that got stuck may have been denied something: say what.
+            let denied = (try? Self.audited(auditLog, user: { $0.hasPrefix("system:serviceaccount:leaks-") }).denied) ?? []
+            if !denied.isEmpty { Issue.record("deploy/rbac.yaml lacks: \(Set(denied).sorted())") }
             await controlPlane.stop()
             throw error
         }
@@ -201,18 +204,7 @@ struct SecretsAndRBACTests {
         // 3. RBAC: every request of the operator's ServiceAccount was allowed, and what deploy/rbac.yaml
         // grants that it never used is listed.
         let user = "system:serviceaccount:\(namespace):image-builder"
-        var used: Set<String> = [], denied: [String] = []
-        for line in try String(contentsOfFile: auditLog, encoding: .utf8).split(separator: "\n") {
-            guard let event = try? JSONDecoder().decode(JSONValue.self, from: Data(line.utf8)),
-                  event.value(at: "user", "username")?.stringValue == user,
-                  let resource = event.value(at: "objectRef", "resource")?.stringValue else { continue }
-            let group = event.value(at: "objectRef", "apiGroup")?.stringValue ?? ""
-            let subresource = event.value(at: "objectRef", "subresource")?.stringValue.map { "/" + $0 } ?? ""
-            let verb = event.value(at: "verb")?.stringValue ?? ""
-            let rule = "\(group.isEmpty ? "core" : group) \(resource)\(subresource) \(verb)"
-            used.insert(rule)
-            if event.value(at: "responseStatus", "code")?.intValue == 403 { denied.append(rule) }
-        }
+        let (used, denied) = try Self.audited(auditLog, user: { $0 == user })
         #expect(!used.isEmpty, "no request of \(user) in the audit log")
         #expect(denied.isEmpty, "deploy/rbac.yaml lacks: \(Set(denied).sorted())")
         let granted = try Self.grantedRules()
@@ -221,6 +213,24 @@ struct SecretsAndRBACTests {
         print("used by these builds: \(used.sorted())")
         print("granted, not used by these builds: \(unused)")
         #expect(used.subtracting(granted).isEmpty, "used but not granted: \(used.subtracting(granted).sorted())")
+    }
+
+    /// The requests of the users `user` accepts in the audit log, as `group resource[/subresource]
+    /// verb`, and those that were denied (403).
+    static func audited(_ auditLog: String, user: (String) -> Bool) throws -> (used: Set<String>, denied: [String]) {
+        var used: Set<String> = [], denied: [String] = []
+        for line in try String(contentsOfFile: auditLog, encoding: .utf8).split(separator: "\n") {
+            guard let event = try? JSONDecoder().decode(JSONValue.self, from: Data(line.utf8)),
+                  user(event.value(at: "user", "username")?.stringValue ?? ""),
+                  let resource = event.value(at: "objectRef", "resource")?.stringValue else { continue }
+            let group = event.value(at: "objectRef", "apiGroup")?.stringValue ?? ""
+            let subresource = event.value(at: "objectRef", "subresource")?.stringValue.map { "/" + $0 } ?? ""
+            let verb = event.value(at: "verb")?.stringValue ?? ""
+            let rule = "\(group.isEmpty ? "core" : group) \(resource)\(subresource) \(verb)"
+            used.insert(rule)
+            if event.value(at: "responseStatus", "code")?.intValue == 403 { denied.append(rule) }
+        }
+        return (used, denied)
     }
 
     /// `group resource verb` for every verb `deploy/rbac.yaml`'s ClusterRole grants.
