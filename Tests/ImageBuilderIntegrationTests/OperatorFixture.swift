@@ -232,8 +232,7 @@ struct OperatorFixture {
 }
 
 /// The CustomResourceDefinitions a test's control plane serves: the project's `crds/`, or
-/// PrimeHub's own as clusters that run PrimeHub have them (`shared/reference/primehub-crds` beside
-/// the repository), whose schemas prune the status to `phase`, `jobName` and `image` and know no
+/// PrimeHub's own as clusters that run PrimeHub have them (`Tests/Fixtures/primehub-crds`), whose schemas prune the status to `phase`, `jobName` and `image` and know no
 /// `env`, `publish` or ImageSpec `cancel`.
 enum CRDSet: String, CaseIterable, Sendable, CustomTestStringConvertible {
     case project
@@ -244,11 +243,11 @@ enum CRDSet: String, CaseIterable, Sendable, CustomTestStringConvertible {
     static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent()
 
-    /// PrimeHub's published CRDs, from the shared reference folder beside the repository (or
+    /// The structure of PrimeHub's published CRDs (`Tests/Fixtures/primehub-crds`, or
     /// `IMAGE_BUILDER_PRIMEHUB_CRDS`).
     static var primeHubCRDs: String {
         ProcessInfo.processInfo.environment["IMAGE_BUILDER_PRIMEHUB_CRDS"]
-            ?? repository.deletingLastPathComponent().appendingPathComponent("shared/reference/primehub-crds").path
+            ?? repository.appendingPathComponent("Tests/Fixtures/primehub-crds").path
     }
 
     private static let primeHubInstance = Mutex<Task<ControlPlane, any Error>?>(nil)
