@@ -149,7 +149,7 @@ struct BuildWatchers {
         }
         pods = namespaces.map {
             Watcher(client: client, Pod.self, scope: WatchScope(namespace: $0, labelSelector: selector),
-                    transform: StoreTransforms.stripManagedFields)
+                    transform: StoreTransforms.summarizePod)
         }
         records = namespaces.map {
             Watcher(client: client, ImageSpecJob.self, scope: WatchScope(namespace: $0, labelSelector: selector),
