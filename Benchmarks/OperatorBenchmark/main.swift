@@ -394,7 +394,7 @@ func runBenchmark(_ options: Options) async throws {
     var kopf: String?
     if options.peer { kopf = try await preparePeer(cache: cache) }
 
-    let controlPlane = try await ControlPlane.start(ControlPlane.Options(controllerManager: false))
+    let controlPlane = try await ControlPlane.start(ControlPlane.Options(controllerManager: false, startupTimeout: .seconds(180)))
     let registry = try await LocalRegistry.start()
     var children: [Child] = []
     do {
@@ -420,10 +420,9 @@ func preparePeer(cache: String) async throws -> String {
     if FileManager.default.fileExists(atPath: marker) { return kopf }
     say("installing the peer (kopf \(Peer.kopfVersion), kubernetes \(Peer.kubernetesVersion)) into \(venv)")
     try FileManager.default.createDirectory(atPath: cache, withIntermediateDirectories: true)
-    for (executable, arguments) in [
-        ("/usr/bin/python3", ["-m", "venv", venv]),
-        (venv + "/bin/pip", ["install", "--quiet", "kopf==\(Peer.kopfVersion)", "kubernetes==\(Peer.kubernetesVersion)"]),
-    ] {
+    var steps = [(venv + "/bin/pip", ["install", "--quiet", "kopf==\(Peer.kopfVersion)", "kubernetes==\(Peer.kubernetesVersion)"])]
+    if !FileManager.default.isExecutableFile(atPath: venv + "/bin/pip") { steps.insert(("/usr/bin/env", ["python3", "-m", "venv", venv]), at: 0) }
+    for (executable, arguments) in steps {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
