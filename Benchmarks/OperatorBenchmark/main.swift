@@ -577,7 +577,8 @@ func measure(_ options: Options, controlPlane: ControlPlane, registry: LocalRegi
                                                                       restartPolicy: "Never")))))
             _ = try await (configMap, job)
             _ = try await client.patchStatus(ImageSpec.self, name: name, namespace: "floor",
-                                             patch: .merge(["status": ["phase": "Pending", "jobName": .string(jobName)]]))
+                                             patch: .merge(["status": ["phase": "Pending", "jobName": .string(jobName),
+                                                                           "image": .string("\(bench.registry.host)/bench/\(name):\(bench.hash)")]]))
         }
         let floor = seconds(ContinuousClock.now - floorStart)
         say("burst floor: \(secondsText(floor))")
