@@ -149,9 +149,20 @@ let package = Package(
         // `swift run -c release client-benchmark`: our client against kubectl on a local control plane.
         .executableTarget(
             name: "client-benchmark",
-            dependencies: ["KubeClient", "KubeTypes", "CurlHTTP", "TestHarness"],
+            dependencies: ["KubeClient", "KubeTypes", "CurlHTTP", "TestHarness", "BenchmarkSupport"],
             path: "Benchmarks/ClientBenchmark"
         ),
+        // `swift run -c release operator-benchmark`: image-builder against a kopf peer and the client's floor.
+        .executableTarget(
+            name: "operator-benchmark",
+            dependencies: ["ImageBuilder", "KubeClient", "KubeRuntime", "KubeTypes", "CurlHTTP", "TestHarness", "CHeapInfo", "BenchmarkSupport",
+                           "RegistryTestSupport", "RegistryTypes", .product(name: "Crypto", package: "swift-crypto")],
+            path: "Benchmarks/OperatorBenchmark"
+        ),
+        // What both benchmarks share: errors, output, argument reading.
+        .target(name: "BenchmarkSupport", path: "Benchmarks/BenchmarkSupport"),
+        // glibc's heap statistics, for the operator benchmark's bytes per cached object.
+        .target(name: "CHeapInfo", path: "Benchmarks/CHeapInfo"),
         .testTarget(name: "CurlHTTPTests", dependencies: ["CurlHTTP"]),
         .testTarget(name: "KubeClientTests", dependencies: ["KubeClient", "KubeTypes", "CurlHTTP"]),
         .testTarget(

@@ -8,6 +8,7 @@
 // table shows the median of the runs. "client CPU" is the CPU time of the client alone: this
 // process for our client, the kubectl processes for kubectl (the apiserver and etcd, which share
 // the machine's cores, are not counted).
+import BenchmarkSupport
 import CurlHTTP
 import Foundation
 import KubeClient
@@ -23,33 +24,22 @@ struct Options {
     var http2 = false
 
     init(arguments: [String]) {
-        var iterator = arguments.dropFirst().makeIterator()
-        func number(_ name: String) -> Int {
-            guard let text = iterator.next(), let value = Int(text), value > 0 else { usage("\(name) needs a positive number") }
-            return value
-        }
-        while let argument = iterator.next() {
-            switch argument {
-            case "--objects": objects = number(argument)
-            case "--concurrency": concurrency = number(argument)
-            case "--kubectl-create-sample": kubectlCreateSample = number(argument)
-            case "--runs": runs = number(argument)
-            case "--no-kubectl": kubectl = false
-            case "--http2": http2 = true
-            case "-h", "--help": usage(nil)
-            default: usage("unknown argument \(argument)")
-            }
-        }
-    }
-
-    func usage(_ problem: String?) -> Never {
-        let text = """
+        var arguments = BenchmarkArguments(arguments, usage: """
             usage: client-benchmark [--runs N (3)] [--objects N (1000)] [--concurrency C (32)]
                                     [--kubectl-create-sample N (50)] [--no-kubectl] [--http2]
 
-            """
-        FileHandle.standardError.write(Data(((problem.map { $0 + "\n" } ?? "") + text).utf8))
-        exit(problem == nil ? 0 : 2)
+            """)
+        while let argument = arguments.next() {
+            switch argument {
+            case "--objects": objects = arguments.number(after: argument)
+            case "--concurrency": concurrency = arguments.number(after: argument)
+            case "--kubectl-create-sample": kubectlCreateSample = arguments.number(after: argument)
+            case "--runs": runs = arguments.number(after: argument)
+            case "--no-kubectl": kubectl = false
+            case "--http2": http2 = true
+            default: arguments.fail("unknown argument \(argument)")
+            }
+        }
     }
 }
 
@@ -64,21 +54,8 @@ func step<T>(_ name: String, _ body: () async throws -> T) async throws -> T {
     }
 }
 
-struct BenchmarkError: Error, CustomStringConvertible {
-    var description: String
-    init(_ description: String) { self.description = description }
-}
-
 // MARK: - Measuring
 
-/// Prints a line at once (stdout may be a file; nothing is lost if the process dies).
-func say(_ text: String) {
-    FileHandle.standardOutput.write(Data((text + "\n").utf8))
-}
-
-func seconds(_ duration: Duration) -> Double {
-    Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
-}
 
 /// User + system CPU seconds of this process (`RUSAGE_SELF`) or of its finished children (`RUSAGE_CHILDREN`).
 func cpuSeconds(_ who: Int32) -> Double {

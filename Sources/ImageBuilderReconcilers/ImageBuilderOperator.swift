@@ -158,7 +158,7 @@ struct BuildWatchers {
         }
         pods = namespaces.map {
             Watcher(client: client, Pod.self, scope: WatchScope(namespace: $0, labelSelector: selector),
-                    transform: StoreTransforms.stripManagedFields)
+                    transform: StoreTransforms.summarizePod)
         }
         // PrimeHub's own records (from before the cutover, or from its builder still running) carry
         // the `app` label only: they are watched too, for adoption and to see another controller.

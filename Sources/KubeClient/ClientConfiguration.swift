@@ -28,6 +28,8 @@ public struct ClientConfiguration: Sendable, Equatable {
     public var requestTimeout: Duration
     /// Sent as `User-Agent`.
     public var userAgent: String
+    /// A client-side limit on requests (not watches); nil for none.
+    public var rateLimit: RateLimit? = nil
 
     public init(server: String, tls: TLSOptions = TLSOptions(), authentication: Authentication = .none,
                 namespace: String = "default", proxyURL: String? = nil, source: String = "explicit configuration",

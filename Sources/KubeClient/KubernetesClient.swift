@@ -12,6 +12,7 @@ public final class KubernetesClient: Sendable {
     let http: HTTPClient
     let credentials: CredentialSource
     let logger: Logger
+    let rateLimiter: TokenBucket?
 
     public init(configuration: ClientConfiguration, http: HTTPClient = .shared,
                 logger: Logger = Logger(label: "kube-client")) {
@@ -19,6 +20,7 @@ public final class KubernetesClient: Sendable {
         self.http = http
         self.credentials = CredentialSource(configuration: configuration)
         self.logger = logger
+        self.rateLimiter = configuration.rateLimit.map(TokenBucket.init)
     }
 
     /// The namespace requests use when none is given.
@@ -65,6 +67,7 @@ public final class KubernetesClient: Sendable {
         var attempt = 0
         while true {
             attempt += 1
+            try await rateLimiter?.acquire()
             let response = try await http.send(try await makeHTTPRequest(request))
             record(request.method, response.status)
             if response.status < 400 { return response }

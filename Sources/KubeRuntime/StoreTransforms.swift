@@ -31,6 +31,20 @@ public enum StoreTransforms {
         return job
     }
 
+    /// Keeps what a controller watching its build Pods reads: metadata (without managedFields),
+    /// the whole status, and of the spec only each (init) container's name and image, the restart
+    /// policy and the node. Drops commands, environment, volumes, mounts and security contexts.
+    @Sendable public static func summarizePod(_ pod: Pod) -> Pod {
+        var pod = stripManagedFields(pod)
+        guard let spec = pod.spec else { return pod }
+        var summary = PodSpec(containers: spec.containers.map { Container(name: $0.name, image: $0.image) })
+        summary.initContainers = spec.initContainers?.map { Container(name: $0.name, image: $0.image) }
+        summary.restartPolicy = spec.restartPolicy
+        summary.nodeName = spec.nodeName
+        pod.spec = summary
+        return pod
+    }
+
     /// No transform.
     @Sendable public static func identity<Object: KubeObject>(_ object: Object) -> Object { object }
 }

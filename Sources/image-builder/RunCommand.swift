@@ -38,6 +38,12 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: "ImageSpecs reconciled at once.")
     var workers = 4
 
+    @Option(name: .customLong("kube-api-qps"), help: "Client-side limit on API requests per second (watches not counted); 0 for none.")
+    var kubeAPIQPS: Double = 1000
+
+    @Option(name: .customLong("kube-api-burst"), help: "Requests that may go above --kube-api-qps at once.")
+    var kubeAPIBurst = 2000
+
     @Flag(inversion: .prefixedNo, help: "Elect a leader among replicas through a Lease (default: on).")
     var leaderElect = true
 
@@ -66,6 +72,8 @@ struct RunCommand: AsyncParsableCommand {
         guard LogFormat(rawValue: logFormat) != nil else { throw ValidationError("--log-format: expected text or json, got \(logFormat)") }
         guard LoggingBootstrap.level(named: logLevel) != nil else { throw ValidationError("--log-level: unknown level \(logLevel)") }
         guard workers > 0 else { throw ValidationError("--workers: must be at least 1") }
+        guard kubeAPIQPS >= 0, kubeAPIQPS.isFinite else { throw ValidationError("--kube-api-qps: must be 0 (no limit) or more") }
+        guard kubeAPIBurst > 0 else { throw ValidationError("--kube-api-burst: must be at least 1") }
         if probeAddress != "off", Self.hostAndPort(probeAddress) == nil {
             throw ValidationError("--probe-address: expected host:port (e.g. 0.0.0.0:8080) or off, got \(probeAddress)")
         }
@@ -78,9 +86,10 @@ struct RunCommand: AsyncParsableCommand {
         let logger = Logger(label: "image-builder")
 
         let operatorConfig = try loadConfig(logger: logger)
-        let clientConfiguration: ClientConfiguration
+        var clientConfiguration: ClientConfiguration
         do {
             clientConfiguration = try ClientConfiguration.load(kubeconfig: kubeconfig, context: context)
+            if kubeAPIQPS > 0 { clientConfiguration.rateLimit = RateLimit(requestsPerSecond: kubeAPIQPS, burst: kubeAPIBurst) }
         } catch {
             printError("cannot connect: \(error)")
             throw ExitCode(2)
