@@ -7,6 +7,7 @@
 #   scripts/fuzz.sh                         # every target, 10 s each
 #   scripts/fuzz.sh --seconds 600 json      # a longer run of one target
 #   scripts/fuzz.sh --work /var/tmp/fuzz    # keep the grown corpora between runs
+#   scripts/fuzz.sh --no-build json         # run the binary as it is (no rebuild after source changes)
 #   scripts/fuzz.sh --list
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +18,7 @@ seconds=10
 work=""
 max_len=16384
 targets=()
+rebuild=1
 usage() { sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; }
 while (($#)); do
     case "$1" in
@@ -25,6 +27,7 @@ while (($#)); do
         --work) work=${2:?--work needs a folder}; shift 2 ;;
         --work=*) work=${1#*=}; shift ;;
         --max-len) max_len=${2:?--max-len needs a number}; shift 2 ;;
+        --no-build) rebuild=0; shift ;;
         --list) printf '%s\n' "${all[@]}"; exit 0 ;;
         -h|--help) usage; exit 0 ;;
         -*) echo "fuzz.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
@@ -38,7 +41,7 @@ for target in "${targets[@]}"; do
 done
 
 build=(swift build -c release --package-path Benchmarks/Fuzz --sanitize fuzzer)
-"${build[@]}"
+if ((rebuild)); then "${build[@]}"; fi
 binary="$("${build[@]}" --show-bin-path)/image-builder-fuzz"
 if [[ -z "$work" ]]; then work=$(mktemp -d "${TMPDIR:-/tmp}/image-builder-fuzz.XXXXXX"); fi
 mkdir -p "$work"
@@ -50,7 +53,8 @@ for target in "${targets[@]}"; do
     mkdir -p "$dir/corpus" "$dir/findings"
     # New inputs go to the first folder (the work corpus); the seeds in the repository stay as they are.
     status=0
-    FUZZ_TARGET="$target" "$binary" -max_total_time="$seconds" -max_len="$max_len" -timeout=10 \
+    # Swift's own backtracer would take the trap before libFuzzer can keep the input.
+    SWIFT_BACKTRACE=enable=no FUZZ_TARGET="$target" "$binary" -max_total_time="$seconds" -max_len="$max_len" -timeout=10 \
         -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$dir/findings/" \
         "$dir/corpus" "Benchmarks/Fuzz/corpus/$target" >"$dir/log" 2>&1 || status=$?
     executions=$(sed -n 's/^stat::number_of_executed_units: *//p' "$dir/log" | tail -1)
