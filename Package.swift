@@ -39,7 +39,7 @@ let package = Package(
             name: "CurlHTTP",
             dependencies: [
                 "CCurl", "CCurlShim",
-                .product(name: "Collections", package: "swift-collections"),
+                .product(name: "DequeModule", package: "swift-collections"),
             ]
         ),
         // Kubernetes object types and JSON values, no I/O (as kube-rs keeps kube-core apart from

@@ -103,19 +103,6 @@ actor CredentialSource {
 
 /// Runs an exec credential plugin (`client.authentication.k8s.io` ExecCredential) and reads its answer.
 struct ExecCredentialPlugin: Sendable {
-    struct CredentialStatus: Decodable, Sendable {
-        var token: String?
-        var clientCertificateData: String?
-        var clientKeyData: String?
-        var expirationTimestamp: Date?
-    }
-
-    private struct ExecCredential: Decodable {
-        var apiVersion: String?
-        var kind: String?
-        var status: CredentialStatus?
-    }
-
     let config: ExecConfig
     let cluster: ClientConfiguration
     var timeout: Duration = .seconds(120)
@@ -139,7 +126,7 @@ struct ExecCredentialPlugin: Sendable {
         return String(decoding: (try? KubeJSON.encoder.encode(value)) ?? Data(), as: UTF8.self)
     }
 
-    func run() async throws -> CredentialStatus {
+    func run() async throws -> ExecCredentialStatus {
         let name = "exec credential plugin \"\(config.command)\""
         var environment = ProcessInfo.processInfo.environment
         for variable in config.env { environment[variable.name] = variable.value }
@@ -155,38 +142,7 @@ struct ExecCredentialPlugin: Sendable {
             if output.exitCode == 127, let hint = config.installHint { message += "\n\(hint)" }
             throw KubeClientError.credentialPlugin(message)
         }
-        guard (try? KubeJSON.decoder.decode(JSONValue.self, from: output.stdout)) != nil else {
-            throw KubeClientError.credentialPlugin("\(name): output is not JSON")
-        }
-        let credential: ExecCredential
-        do {
-            credential = try KubeJSON.decoder.decode(ExecCredential.self, from: output.stdout)
-        } catch let error as DecodingError {
-            throw KubeClientError.credentialPlugin("\(name): output is not an ExecCredential: \(describe(error))")
-        } catch {
-            throw KubeClientError.credentialPlugin("\(name): output cannot be read: \(error)")
-        }
-        guard credential.kind == "ExecCredential" else {
-            throw KubeClientError.credentialPlugin("\(name): kind: expected ExecCredential, got \(credential.kind ?? "nothing")")
-        }
-        guard credential.apiVersion == config.apiVersion else {
-            throw KubeClientError.credentialPlugin(
-                "\(name): apiVersion: expected \(config.apiVersion), got \(credential.apiVersion ?? "nothing")")
-        }
-        guard let status = credential.status else {
-            throw KubeClientError.credentialPlugin("\(name): status: missing")
-        }
-        let hasCertificate = status.clientCertificateData?.isEmpty == false
-        let hasKey = status.clientKeyData?.isEmpty == false
-        guard hasCertificate == hasKey else {
-            throw KubeClientError.credentialPlugin(
-                "\(name): status: \(hasCertificate ? "clientKeyData" : "clientCertificateData"): missing")
-        }
-        guard status.token?.isEmpty == false || hasCertificate else {
-            throw KubeClientError.credentialPlugin(
-                "\(name): status: neither token nor clientCertificateData with clientKeyData")
-        }
-        return status
+        return try config.credential(fromOutput: output.stdout)
     }
 }
 
@@ -254,5 +210,59 @@ enum ProcessRunner {
                 continuation.resume(returning: data)
             }
         }
+    }
+}
+
+/// What an exec credential plugin answered: a token, or a client certificate and key.
+public struct ExecCredentialStatus: Decodable, Sendable, Hashable {
+    public var token: String?
+    public var clientCertificateData: String?
+    public var clientKeyData: String?
+    public var expirationTimestamp: Date?
+}
+
+extension ExecConfig {
+    private struct ExecCredential: Decodable {
+        var apiVersion: String?
+        var kind: String?
+        var status: ExecCredentialStatus?
+    }
+
+    /// Reads a plugin's standard output: an `ExecCredential` of this config's `apiVersion` with a
+    /// token or a certificate and key; anything else throws `KubeClientError.credentialPlugin` saying what is wrong.
+    public func credential(fromOutput output: Data) throws -> ExecCredentialStatus {
+        let name = "exec credential plugin \"\(command)\""
+        guard (try? KubeJSON.decoder.decode(JSONValue.self, from: output)) != nil else {
+            throw KubeClientError.credentialPlugin("\(name): output is not JSON")
+        }
+        let credential: ExecCredential
+        do {
+            credential = try KubeJSON.decoder.decode(ExecCredential.self, from: output)
+        } catch let error as DecodingError {
+            throw KubeClientError.credentialPlugin("\(name): output is not an ExecCredential: \(describe(error))")
+        } catch {
+            throw KubeClientError.credentialPlugin("\(name): output cannot be read: \(error)")
+        }
+        guard credential.kind == "ExecCredential" else {
+            throw KubeClientError.credentialPlugin("\(name): kind: expected ExecCredential, got \(credential.kind ?? "nothing")")
+        }
+        guard credential.apiVersion == apiVersion else {
+            throw KubeClientError.credentialPlugin(
+                "\(name): apiVersion: expected \(apiVersion), got \(credential.apiVersion ?? "nothing")")
+        }
+        guard let status = credential.status else {
+            throw KubeClientError.credentialPlugin("\(name): status: missing")
+        }
+        let hasCertificate = status.clientCertificateData?.isEmpty == false
+        let hasKey = status.clientKeyData?.isEmpty == false
+        guard hasCertificate == hasKey else {
+            throw KubeClientError.credentialPlugin(
+                "\(name): status: \(hasCertificate ? "clientKeyData" : "clientCertificateData"): missing")
+        }
+        guard status.token?.isEmpty == false || hasCertificate else {
+            throw KubeClientError.credentialPlugin(
+                "\(name): status: neither token nor clientCertificateData with clientKeyData")
+        }
+        return status
     }
 }

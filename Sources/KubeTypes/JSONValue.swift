@@ -253,7 +253,13 @@ public enum KubeJSON {
         return (text, min(999_999, Int(((interval - whole) * 1_000_000).rounded())))
     }
 
+    /// The instants a timestamp may name: years 0000 to 9999 in UTC, the ones `formatTimestamp`
+    /// writes back in the same form (as Kubernetes' own marshalling allows).
+    static let timestampRange: ClosedRange<Double> = -62_167_219_200 ... 253_402_300_799
+
     /// Parses RFC 3339 (`2024-01-02T03:04:05Z`, with optional fraction and a `Z` or `±hh:mm` offset).
+    /// A time whose UTC year is outside 0000–9999 (`9999-12-31T23:59:59-01:00`) is rejected, since it
+    /// could not be written back.
     public static func parseTimestamp(_ text: String) -> Date? {
         let bytes = Array(text.utf8)
         func number(_ from: Int, _ count: Int) -> Int? {
@@ -304,7 +310,8 @@ public enum KubeJSON {
         parts.tm_hour = Int32(hour)
         parts.tm_min = Int32(minute)
         parts.tm_sec = Int32(second)
-        let seconds = timegm(&parts)
-        return Date(timeIntervalSince1970: Double(seconds - offset) + fraction)
+        let seconds = Double(timegm(&parts) - offset)
+        guard timestampRange.contains(seconds) else { return nil }
+        return Date(timeIntervalSince1970: seconds + fraction)
     }
 }

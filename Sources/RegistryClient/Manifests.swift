@@ -24,7 +24,7 @@ public enum MediaType {
     public static let manifestAccept = [ociIndex, dockerManifestList, ociManifest, dockerManifest].joined(separator: ", ")
 
     /// The media type without parameters (`; charset=utf-8`), lowercased.
-    static func essence(_ value: String) -> String {
+    public static func essence(_ value: String) -> String {
         String(value.split(separator: ";", maxSplits: 1).first ?? "").trimmingCharacters(in: .whitespaces).lowercased()
     }
 }

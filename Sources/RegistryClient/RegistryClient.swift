@@ -330,8 +330,8 @@ public final class RegistryClient: Sendable {
 
     /// The manifest's media type: the `Content-Type`, unless it is generic (`application/json`,
     /// absent), then the body's `mediaType` field, else the shape (`manifests` → OCI index,
-    /// `config` → OCI manifest).
-    static func manifestMediaType(header: String?, body: Data) -> String {
+    /// `config` → OCI manifest). Never fails: an unreadable body leaves the declared type.
+    public static func manifestMediaType(header: String?, body: Data) -> String {
         let declared = header.map(MediaType.essence) ?? ""
         if !declared.isEmpty, declared != "application/json", declared != "text/plain",
            declared != "application/octet-stream"

@@ -114,23 +114,25 @@ public struct DockerConfig: Sendable, Hashable {
     public func credential(forRegistry registry: String) -> RegistryCredential? {
         let host = Self.host(ofKey: registry)
         let candidates = entries.filter { $0.host == host }
-        let ranked = candidates.sorted { rank($0, registry) < rank($1, registry) }
+        let ranked = candidates.sorted { Self.rank($0, registry) < Self.rank($1, registry) }
         return ranked.lazy.compactMap(\.credential).first
     }
 
-    private func rank(_ entry: Entry, _ registry: String) -> Int {
+    /// How well a key names a registry: written exactly as it (0), without scheme or path (1), other (2).
+    static func rank(_ entry: Entry, _ registry: String) -> Int {
         if entry.key == registry { return 0 }
         if !entry.key.contains("/") { return 1 }
         return 2
     }
 
-    /// The normalized registry host of a key: scheme and path dropped, lowercased, Docker Hub's
-    /// aliases mapped to `docker.io`.
+    /// The normalized registry host of a key: scheme and path dropped, spaces around the host
+    /// trimmed, lowercased, Docker Hub's aliases mapped to `docker.io`. Normalizing a host again
+    /// gives the same host.
     public static func host(ofKey key: String) -> String {
         var text = Substring(key.trimmingCharacters(in: .whitespaces))
         if let scheme = text.range(of: "://") { text = text[scheme.upperBound...] }
         if let slash = text.firstIndex(of: "/") { text = text[..<slash] }
-        let host = text.lowercased()
+        let host = text.trimmingCharacters(in: .whitespaces).lowercased()
         return dockerHubAliases.contains(host) ? ImageReference.dockerHub : host
     }
 
@@ -175,9 +177,11 @@ public func mergeDockerConfigs(push: DockerConfig?, pull: DockerConfig?) -> Dock
         guard let config else { return }
         var seen: Set<String> = []
         for host in Set(config.entries.map(\.host)).sorted() {
+            // Ranked as `credential(forRegistry: host)` ranks them (a key written exactly as the
+            // host before one differing in case), entries without a credential last.
             let preferred = config.entries.filter { $0.host == host }.sorted { lhs, rhs in
-                (lhs.credential == nil ? 1 : 0, lhs.key.contains("/") ? 1 : 0, lhs.key)
-                    < (rhs.credential == nil ? 1 : 0, rhs.key.contains("/") ? 1 : 0, rhs.key)
+                (lhs.credential == nil ? 1 : 0, DockerConfig.rank(lhs, host), lhs.key)
+                    < (rhs.credential == nil ? 1 : 0, DockerConfig.rank(rhs, host), rhs.key)
             }
             guard var entry = preferred.first, !seen.contains(host) else { continue }
             seen.insert(host)

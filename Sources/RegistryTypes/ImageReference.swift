@@ -201,7 +201,9 @@ public struct ImageReference: Sendable, Hashable, CodableAsText {
     /// The short form `docker` prints: `ubuntu:22.04`, `team/base:1`, `quay.io/org/app@sha256:…`.
     public var familiar: String {
         var text: String
-        if registry == Self.dockerHub {
+        let first = repository.split(separator: "/").first ?? ""
+        if registry == Self.dockerHub, !first.contains("."), first != "localhost" {
+            // (A Docker Hub path whose first part reads as a domain, `docker.io/a.b/c`, keeps the registry.)
             text = repository.hasPrefix("library/") && repository.split(separator: "/").count == 2
                 ? String(repository.dropFirst("library/".count)) : repository
         } else {

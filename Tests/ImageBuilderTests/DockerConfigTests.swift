@@ -165,9 +165,23 @@ struct DockerConfigTests {
         #expect(merged.config.entries[0].value["email"]?.stringValue == "u@r.io")
     }
 
+    /// The docker-config fuzz target's merge property: the merge keeps, for each host, the entry
+    /// `credential(forRegistry:)` uses. With two keys differing only in case it kept the one that
+    /// sorts first ("R.io"), while lookups used the one written exactly as the host ("r.io").
+    @Test func mergeKeepsTheEntryThatLookupsUse() throws {
+        let push = try config(["R.io": auth("upper", "wrong"), "r.io": auth("lower", "right"),
+                               "https://r.io/v1/": auth("path", "other")])
+        #expect(push.credential(forRegistry: "r.io")?.password == "right")
+        let merged = mergeDockerConfigs(push: push, pull: nil)
+        #expect(merged.config.entries.map(\.key) == ["r.io"])
+        #expect(merged.config.credential(forRegistry: "r.io")?.password == "right")
+    }
+
     @Test func hostOfKey() {
         #expect(DockerConfig.host(ofKey: "https://Registry.IO:443/v2/x") == "registry.io:443")
         #expect(DockerConfig.host(ofKey: " quay.io ") == "quay.io")
+        // Spaces inside the scheme and path are trimmed too, so a host normalizes to itself.
+        #expect(DockerConfig.host(ofKey: "https:// Quay.io /v2/") == "quay.io")
         #expect(DockerConfig.host(ofKey: "https://index.docker.io/v1/") == "docker.io")
     }
 }

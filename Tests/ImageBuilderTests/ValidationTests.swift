@@ -31,6 +31,24 @@ import Testing
         ])
     }
 
+    /// A rebuild trigger that could not be written back (its UTC year is 10000) is a problem of
+    /// `spec.updateTime`, not a time the operator later fails to write.
+    @Test func updateTimeOutsideTheWritableYearsIsAProblem() {
+        let report = Self.check("""
+            apiVersion: primehub.io/v1alpha1
+            kind: ImageSpec
+            metadata: {name: demo}
+            spec:
+              baseImage: ubuntu
+              packages: {pip: [numpy]}
+              updateTime: "9999-12-31T23:59:59-01:00"
+            """)
+        #expect(report.imageSpecs.isEmpty)
+        #expect(report.diagnostics.map { $0.line(file: "f.yaml") } == [
+            "f.yaml:7:15: spec.updateTime: must be an RFC 3339 date-time such as 2024-01-02T03:04:05Z, in the years 0000 to 9999 (UTC) (got \"9999-12-31T23:59:59-01:00\")",
+        ])
+    }
+
     @Test func pipVersionsThatPipRejectsAreRefusedWithFieldAndReason() {
         let report = Self.check("""
             apiVersion: primehub.io/v1alpha1

@@ -171,6 +171,20 @@ import Testing
         }
     }
 
+    /// The json fuzz target's property that a model written back reads again: a time whose UTC
+    /// year is past 9999 (or before 0000) parsed, but was written as `10000-01-01T…`, which does not.
+    @Test func timestampsOutsideTheYearsThatCanBeWrittenBackAreRejected() throws {
+        for outside in ["9999-12-31T23:59:59-01:00", "9999-12-31T23:59:60Z", "0000-01-01T00:30:00+01:00"] {
+            #expect(KubeJSON.parseTimestamp(outside) == nil, "\(outside)")
+        }
+        for edge in ["9999-12-31T23:59:59Z", "9999-12-31T22:59:59-01:00", "0000-01-01T00:00:00Z", "0000-01-01T01:00:00+01:00"] {
+            let date = try #require(KubeJSON.parseTimestamp(edge), "\(edge)")
+            #expect(KubeJSON.parseTimestamp(KubeJSON.formatTimestamp(date)) == date, "\(edge)")
+        }
+        let pod = Data(#"{"metadata":{"name":"p","creationTimestamp":"9999-12-31T23:59:59-01:00"}}"#.utf8)
+        #expect(throws: DecodingError.self) { try KubeJSON.decoder.decode(Pod.self, from: pod) }
+    }
+
     @Test func modelsRoundTripThroughJSON() throws {
         let job = Job(
             metadata: ObjectMeta(name: "j", namespace: "ns", labels: ["a": "b"]),

@@ -18,6 +18,10 @@ struct ImageReferenceTests {
         ("index.docker.io/ubuntu:20.04", "docker.io", "library/ubuntu", "20.04", nil, "ubuntu:20.04"),
         ("jupyter/base-notebook:lab-4.0", "docker.io", "jupyter/base-notebook", "lab-4.0", nil, "jupyter/base-notebook:lab-4.0"),
         ("docker.io/library/python:3.11-slim", "docker.io", "library/python", "3.11-slim", nil, "python:3.11-slim"),
+        // Found by the image-reference fuzz target: a Docker Hub path whose first part reads as a
+        // domain keeps `docker.io/` in its familiar form, which otherwise named another registry.
+        ("docker.io/nde8.docker.io/library/x", "docker.io", "nde8.docker.io/library/x", nil, nil, "docker.io/nde8.docker.io/library/x"),
+        ("docker.io/localhost/x:1", "docker.io", "localhost/x", "1", nil, "docker.io/localhost/x:1"),
         ("quay.io/jupyter/scipy-notebook", "quay.io", "jupyter/scipy-notebook", nil, nil, "quay.io/jupyter/scipy-notebook"),
         ("localhost/app", "localhost", "app", nil, nil, "localhost/app"),
         ("localhost:5000/team/app:v1", "localhost:5000", "team/app", "v1", nil, "localhost:5000/team/app:v1"),

@@ -44,7 +44,7 @@ enum SchemaChecks {
             }
         case (.dateTime, .string(let text)):
             if KubeJSON.parseTimestamp(text) == nil {
-                problems.append(ValidationProblem(path, "must be an RFC 3339 date-time such as 2024-01-02T03:04:05Z", value: text))
+                problems.append(ValidationProblem(path, "must be an RFC 3339 date-time such as 2024-01-02T03:04:05Z, in the years 0000 to 9999 (UTC)", value: text))
             }
         case (.quantity, _):
             if let text = value.scalarText, Quantity.parse(text) == nil {
