@@ -170,7 +170,7 @@ let package = Package(
         // Helpers of the integration tests: clients for the harness's users, namespaces, polling, a test CRD.
         .target(name: "KubeTestSupport", dependencies: ["KubeClient", "KubeTypes", "CurlHTTP", "TestHarness"], path: "Tests/KubeTestSupport"),
         .testTarget(name: "KubeClientIntegrationTests", dependencies: ["KubeClient", "KubeTypes", "CurlHTTP", "TestHarness", "KubeTestSupport"]),
-        .testTarget(name: "KubeRuntimeTests", dependencies: ["KubeRuntime", "KubeClient", "KubeTypes", "TestHarness", "KubeTestSupport"]),
+        .testTarget(name: "KubeRuntimeTests", dependencies: ["KubeRuntime", "KubeClient", "KubeTypes", "TestHarness", "KubeTestSupport", "CurlHTTP"]),
         // Pushes test images to a LocalRegistry with plain HTTP requests.
         .target(
             name: "RegistryTestSupport", dependencies: ["RegistryClient", "RegistryTypes", "TestHarness", "CurlHTTP", "KubeTypes"],
