@@ -28,6 +28,10 @@ public struct ClientConfiguration: Sendable, Equatable {
     public var requestTimeout: Duration
     /// Sent as `User-Agent`.
     public var userAgent: String
+    /// A response body (of anything but a watch or a followed log, which stream) larger than this
+    /// fails the request with a `TransportError` of kind `responseTooLarge` instead of being held in
+    /// memory: 64 MiB, far above a page of a paged list (500 objects) of anything but huge objects.
+    public var maximumResponseSize: Int = 64 << 20
 
     public init(server: String, tls: TLSOptions = TLSOptions(), authentication: Authentication = .none,
                 namespace: String = "default", proxyURL: String? = nil, source: String = "explicit configuration",
