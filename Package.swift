@@ -143,7 +143,9 @@ let package = Package(
         ),
         // Test support: a real etcd + kube-apiserver (+ controller manager) and an OCI registry on
         // loopback. Deliberately independent of KubeClient, which it is used to test.
-        .target(name: "TestHarness"),
+        // OpenSSL, for the harness's TLS-terminating fault proxy (tests only).
+        .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
+        .target(name: "TestHarness", dependencies: ["COpenSSL"]),
         // `swift run local-cluster up|down|status`: the harness's node tier for shell scripts.
         .executableTarget(name: "local-cluster", dependencies: ["TestHarness"]),
         // `swift run -c release client-benchmark`: our client against kubectl on a local control plane.
