@@ -154,6 +154,12 @@ let package = Package(
             dependencies: ["KubeClient", "KubeTypes", "CurlHTTP", "TestHarness"],
             path: "Benchmarks/ClientBenchmark"
         ),
+        // `swift run -c release chaos-benchmark`: the chaos scenarios at a larger scale (issue 13).
+        .executableTarget(
+            name: "chaos-benchmark",
+            dependencies: ["ChaosSupport"],
+            path: "Benchmarks/ChaosBenchmark"
+        ),
         .testTarget(name: "CurlHTTPTests", dependencies: ["CurlHTTP"]),
         .testTarget(name: "KubeClientTests", dependencies: ["KubeClient", "KubeTypes", "CurlHTTP"]),
         .testTarget(
@@ -195,5 +201,12 @@ let package = Package(
             name: "ImageBuilderIntegrationTests",
             dependencies: ["ImageBuilder", "ImageBuilderReconcilers", "KubeTypes", "KubeClient", "KubeRuntime", "RegistryTypes", "RegistryClient", "RegistryTestSupport", "KubeTestSupport", "TestHarness", "CurlHTTP"]
         ),
+        // Chaos at burst scale: the operator as a process, a burst of ImageSpecs, a fault, the check.
+        .target(
+            name: "ChaosSupport",
+            dependencies: ["ImageBuilder", "KubeTypes", "KubeClient", "RegistryTestSupport", "TestHarness", "CurlHTTP"],
+            path: "Tests/ChaosSupport"
+        ),
+        .testTarget(name: "ChaosTests", dependencies: ["ChaosSupport", "TestHarness"]),
     ]
 )
