@@ -143,7 +143,9 @@ let package = Package(
         ),
         // Test support: a real etcd + kube-apiserver (+ controller manager) and an OCI registry on
         // loopback. Deliberately independent of KubeClient, which it is used to test.
-        .target(name: "TestHarness"),
+        // OpenSSL, for the harness's TLS-terminating fault proxy (tests only).
+        .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
+        .target(name: "TestHarness", dependencies: ["COpenSSL"]),
         // `swift run local-cluster up|down|status`: the harness's node tier for shell scripts.
         .executableTarget(name: "local-cluster", dependencies: ["TestHarness"]),
         // `swift run -c release client-benchmark`: our client against kubectl on a local control plane.
@@ -163,6 +165,12 @@ let package = Package(
         .target(name: "BenchmarkSupport", path: "Benchmarks/BenchmarkSupport"),
         // glibc's heap statistics, for the operator benchmark's bytes per cached object.
         .target(name: "CHeapInfo", path: "Benchmarks/CHeapInfo"),
+        // `swift run -c release chaos-benchmark`: the chaos scenarios at a larger scale (issue 13).
+        .executableTarget(
+            name: "chaos-benchmark",
+            dependencies: ["ChaosSupport"],
+            path: "Benchmarks/ChaosBenchmark"
+        ),
         .testTarget(name: "CurlHTTPTests", dependencies: ["CurlHTTP"]),
         .testTarget(name: "KubeClientTests", dependencies: ["KubeClient", "KubeTypes", "CurlHTTP"]),
         .testTarget(
@@ -181,7 +189,7 @@ let package = Package(
         // Helpers of the integration tests: clients for the harness's users, namespaces, polling, a test CRD.
         .target(name: "KubeTestSupport", dependencies: ["KubeClient", "KubeTypes", "CurlHTTP", "TestHarness"], path: "Tests/KubeTestSupport"),
         .testTarget(name: "KubeClientIntegrationTests", dependencies: ["KubeClient", "KubeTypes", "CurlHTTP", "TestHarness", "KubeTestSupport"]),
-        .testTarget(name: "KubeRuntimeTests", dependencies: ["KubeRuntime", "KubeClient", "KubeTypes", "TestHarness", "KubeTestSupport"]),
+        .testTarget(name: "KubeRuntimeTests", dependencies: ["KubeRuntime", "KubeClient", "KubeTypes", "TestHarness", "KubeTestSupport", "CurlHTTP"]),
         // Pushes test images to a LocalRegistry with plain HTTP requests.
         .target(
             name: "RegistryTestSupport", dependencies: ["RegistryClient", "RegistryTypes", "TestHarness", "CurlHTTP", "KubeTypes"],
@@ -204,5 +212,12 @@ let package = Package(
             name: "ImageBuilderIntegrationTests",
             dependencies: ["ImageBuilder", "ImageBuilderReconcilers", "KubeTypes", "KubeClient", "KubeRuntime", "RegistryTypes", "RegistryClient", "RegistryTestSupport", "KubeTestSupport", "TestHarness", "CurlHTTP"]
         ),
+        // Chaos at burst scale: the operator as a process, a burst of ImageSpecs, a fault, the check.
+        .target(
+            name: "ChaosSupport",
+            dependencies: ["ImageBuilder", "KubeTypes", "KubeClient", "RegistryTestSupport", "TestHarness", "CurlHTTP"],
+            path: "Tests/ChaosSupport"
+        ),
+        .testTarget(name: "ChaosTests", dependencies: ["ChaosSupport", "TestHarness"]),
     ]
 )

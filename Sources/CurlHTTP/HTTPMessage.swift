@@ -113,12 +113,16 @@ public struct HTTPRequest: Sendable {
     public var connectTimeout: Duration
     /// Give up on the whole transfer after this long; nil waits for ever (watches, followed logs).
     public var timeout: Duration?
+    /// `send` only: a body larger than this ends the transfer with `TransportError.Kind.responseTooLarge`
+    /// (nothing beyond it is held in memory); nil: no limit.
+    public var maximumBodySize: Int?
 
     public init(
         method: String = "GET", url: String, headers: HTTPHeaders = [:], body: Data? = nil,
         tls: TLSOptions = TLSOptions(), proxy: String? = nil,
-        connectTimeout: Duration = .seconds(10), timeout: Duration? = .seconds(60)
+        connectTimeout: Duration = .seconds(10), timeout: Duration? = .seconds(60), maximumBodySize: Int? = nil
     ) {
+        self.maximumBodySize = maximumBodySize
         self.method = method
         self.url = url
         self.headers = headers

@@ -29,6 +29,8 @@ final class Transfer: @unchecked Sendable {
         var bufferedBytes = 0
         var paused = false
         var cancelled = false
+        /// Buffered: the body went past `request.maximumBodySize`.
+        var tooLarge = false
         /// Set once the transfer has ended (successfully or not).
         var finished: Result<Void, TransportError>?
         var headWaiter: CheckedContinuation<Void, any Error>?
@@ -182,6 +184,11 @@ final class Transfer: @unchecked Sendable {
         case .buffered:
             return state.withLock { state -> Int in
                 if state.cancelled { return 0 }
+                if state.tooLarge { return 0 }
+                if let limit = request.maximumBodySize, state.body.count + count > limit {
+                    state.tooLarge = true
+                    return 0
+                }
                 state.body.append(bytes.bindMemory(to: UInt8.self))
                 return count
             }
@@ -222,8 +229,13 @@ final class Transfer: @unchecked Sendable {
             } else if line.isEmpty {
                 if state.status >= 200 && !state.headComplete {
                     state.headComplete = true
-                    if case .buffered = mode, let length = state.contentLength, length > 0, length < 256 << 20 {
-                        state.body.reserveCapacity(length)
+                    if case .buffered = mode, let length = state.contentLength, length > 0 {
+                        if let limit = request.maximumBodySize, length > limit {
+                            // Announced too large: refuse at the first byte of the body.
+                            state.tooLarge = true
+                        } else if length < 256 << 20 {
+                            state.body.reserveCapacity(length)
+                        }
                     }
                     headWaiter = state.headWaiter
                     state.headWaiter = nil
@@ -247,7 +259,11 @@ final class Transfer: @unchecked Sendable {
         state.withLock { state in
             guard state.finished == nil else { return }
             var outcome = result
-            if case .success = result, !state.headComplete {
+            if state.tooLarge {
+                outcome = .failure(TransportError(
+                    kind: .responseTooLarge, curlCode: 0, url: request.url,
+                    detail: "the response body is larger than the limit of \(request.maximumBodySize ?? 0) bytes"))
+            } else if case .success = result, !state.headComplete {
                 outcome = .failure(TransportError(
                     kind: .connectionClosed, curlCode: 0, url: request.url, detail: "no response head received"))
             }

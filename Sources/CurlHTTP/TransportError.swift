@@ -14,6 +14,8 @@ public struct TransportError: Error, Sendable, Equatable, CustomStringConvertibl
         case certificateAuthorityInvalid
         case connectionClosed
         case proxyFailed
+        /// The body was larger than `HTTPRequest.maximumBodySize`.
+        case responseTooLarge
         case invalidURL
         case cancelled
         case other
@@ -53,6 +55,7 @@ public struct TransportError: Error, Sendable, Equatable, CustomStringConvertibl
         case .certificateAuthorityInvalid: sentence = "certificate authority bundle for \(endpoint) could not be read"
         case .connectionClosed: sentence = "connection to \(endpoint) closed unexpectedly"
         case .proxyFailed: sentence = "proxy for \(endpoint) failed"
+        case .responseTooLarge: sentence = "response from \(endpoint) too large"
         case .invalidURL: sentence = "invalid URL \(url)"
         case .cancelled: sentence = "request to \(endpoint) cancelled"
         case .other: sentence = "request to \(endpoint) failed"

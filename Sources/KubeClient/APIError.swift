@@ -106,4 +106,15 @@ extension Error {
 
     /// True when this error is a 404 from the API.
     public var isNotFound: Bool { kubeAPIError?.isNotFound ?? false }
+
+    /// True when no answer came because the server could not be reached or went away: the
+    /// connection was refused, closed or reset mid-transfer, or timed out. Not for TLS,
+    /// configuration or decoding failures, which trying again does not fix.
+    public var isServerUnreachable: Bool {
+        guard let transport = self as? TransportError else { return false }
+        switch transport.kind {
+        case .connectionRefused, .connectionClosed, .timedOut, .hostNotFound: return true
+        default: return false
+        }
+    }
 }

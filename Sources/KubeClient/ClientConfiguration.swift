@@ -30,6 +30,10 @@ public struct ClientConfiguration: Sendable, Equatable {
     public var userAgent: String
     /// A client-side limit on requests (not watches); nil for none.
     public var rateLimit: RateLimit? = nil
+    /// A response body (of anything but a watch or a followed log, which stream) larger than this
+    /// fails the request with a `TransportError` of kind `responseTooLarge` instead of being held in
+    /// memory: 64 MiB, far above a page of a paged list (500 objects) of anything but huge objects.
+    public var maximumResponseSize: Int = 64 << 20
 
     public init(server: String, tls: TLSOptions = TLSOptions(), authentication: Authentication = .none,
                 namespace: String = "default", proxyURL: String? = nil, source: String = "explicit configuration",

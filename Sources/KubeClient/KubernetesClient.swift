@@ -131,7 +131,8 @@ public final class KubernetesClient: Sendable {
         case .custom(let value): timeout = value
         }
         return HTTPRequest(method: request.method, url: url, headers: headers, body: request.body, tls: tls,
-                           proxy: configuration.proxyURL, timeout: timeout)
+                           proxy: configuration.proxyURL, timeout: timeout,
+                           maximumBodySize: configuration.maximumResponseSize)
     }
 
     private func record(_ method: String, _ code: Int) {

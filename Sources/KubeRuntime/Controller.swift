@@ -95,9 +95,21 @@ public final class Controller<R: Reconciler>: Service {
         addSource(watcher)
     }
 
-    private func addSource(_ source: any CacheSource) {
-        sources.withLock { sources in
-            if !sources.contains(where: { $0 === source }) { sources.append(source) }
+    /// A source's watcher: when it recovers from failed requests, the keys that are backing off
+    /// after failed reconciles are retried at once (`WorkQueue.retryBackedOff`) — they failed
+    /// because the API server could not be reached, and their backoff grew the whole outage long.
+    private func addSource<Object: KubeObject>(_ watcher: Watcher<Object>) {
+        let isNew = sources.withLock { sources in
+            if sources.contains(where: { $0 === watcher }) { return false }
+            sources.append(watcher)
+            return true
+        }
+        guard isNew else { return }
+        let queue = self.queue
+        let logger = self.logger
+        watcher.addRecoveryHandler {
+            let retried = queue.retryBackedOff()
+            if retried > 0 { logger.info("API server reachable again; retrying failed reconciles now", metadata: ["keys": "\(retried)"]) }
         }
     }
 

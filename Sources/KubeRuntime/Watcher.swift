@@ -50,6 +50,7 @@ public final class Watcher<Object: KubeObject>: Sendable {
     public let store: Store<Object>
     public let configuration: WatcherStateMachine.Configuration
     private let handlers = Mutex<[Handler]>([])
+    private let recoveryHandlers = Mutex<[@Sendable () -> Void]>([])
     private let running = Mutex(false)
     private let counters = Mutex(WatcherStatistics())
     private let logger: Logger
@@ -84,6 +85,13 @@ public final class Watcher<Object: KubeObject>: Sendable {
         handlers.withLock { $0.append(handler) }
     }
 
+    /// Adds a handler called (synchronously; keep it cheap) each time a list succeeds or a watch is
+    /// established after failed requests: the API server answers again. Controllers use it to
+    /// retry at once the reconciles that failed meanwhile.
+    public func addRecoveryHandler(_ handler: @escaping @Sendable () -> Void) {
+        recoveryHandlers.withLock { $0.append(handler) }
+    }
+
     /// Lists and watches until the task is cancelled. Never throws: failures are retried.
     public func run() async {
         let alreadyRunning = running.withLock { running in
@@ -109,12 +117,13 @@ public final class Watcher<Object: KubeObject>: Sendable {
                                                         options: options)
                     let changes = store.replace(with: list.items)
                     counters.withLock { $0.lists += 1 }
-                    machine.listSucceeded(resourceVersion: list.resourceVersion, at: clock.now)
+                    let recovered = machine.listSucceeded(resourceVersion: list.resourceVersion, at: clock.now)
                     logger.debug("listed", metadata: [
                         "objects": "\(list.items.count)", "changes": "\(changes.count)",
                         "resourceVersion": "\(list.resourceVersion)",
                     ])
                     notify(changes)
+                    if recovered { notifyRecovery() }
                 } catch {
                     if Task.isCancelled { return }
                     let failure = WatchFailure(error)
@@ -129,8 +138,9 @@ public final class Watcher<Object: KubeObject>: Sendable {
                 do {
                     let stream = try await client.watch(Object.self, resource: resource, namespace: scope.namespace,
                                                         options: options)
-                    machine.watchStarted(at: clock.now)
+                    let recovered = machine.watchStarted(at: clock.now)
                     counters.withLock { $0.watches += 1 }
+                    if recovered { notifyRecovery() }
                     var endedWithError = false
                     events: for try await event in stream {
                         switch event {
@@ -173,6 +183,11 @@ public final class Watcher<Object: KubeObject>: Sendable {
         }
     }
 
+    private func notifyRecovery() {
+        logger.info("the API server answers again")
+        for handler in recoveryHandlers.withLock({ $0 }) { handler() }
+    }
+
     private func log(_ failure: WatchFailure, during request: String) {
         counters.withLock { counters in
             counters.failures += 1
@@ -185,7 +200,7 @@ public final class Watcher<Object: KubeObject>: Sendable {
             logger.warning("throttled by the API server", metadata: [
                 "request": "\(request)", "retryAfter": "\(seconds.map { "\($0)s" } ?? "unset")",
             ])
-        case .other(let description):
+        case .unreachable(let description), .other(let description):
             logger.warning("\(request) failed; backing off", metadata: ["error": "\(description)"])
         }
     }

@@ -7,7 +7,11 @@ public enum WatchFailure: Sendable, Hashable {
     case gone
     /// 429 Too Many Requests: wait (`Retry-After` when given), then try the same request again.
     case throttled(retryAfterSeconds: Int?)
-    /// Anything else (connection refused, reset, timed out, 5xx…): back off, then try again.
+    /// No answer — the server could not be reached or went away (connection refused, reset, timed
+    /// out) — or 503 Service Unavailable, which a kube-apiserver answers while it starts. Back off,
+    /// but never longer than `Configuration.reconnectMaximum`.
+    case unreachable(String)
+    /// Anything else (5xx, a broken stream…): back off, then try again.
     case other(String)
 
     /// Classifies an error thrown by `KubernetesClient`.
@@ -15,7 +19,9 @@ public enum WatchFailure: Sendable, Hashable {
         if let api = error as? APIError {
             if api.isGone { self = .gone; return }
             if api.isTooManyRequests { self = .throttled(retryAfterSeconds: api.retryAfterSeconds); return }
+            if api.code == 503 { self = .unreachable(String(describing: error)); return }
         }
+        if error.isServerUnreachable { self = .unreachable(String(describing: error)); return }
         self = .other(String(describing: error))
     }
 
@@ -43,7 +49,12 @@ public enum WatchFailure: Sendable, Hashable {
 ///   410, or the watch after it is 410 again without progress, the next list reads the latest state
 ///   (at once). The first relist after a healthy period is immediate; repeated 410s back off.
 /// - 429 waits `Retry-After` (or backs off without it) and repeats the same request: no relist.
-/// - Other failures back off (`Backoff.watcher`) and repeat the same request.
+/// - Other failures back off (`Backoff.watcher`) and repeat the same request; when the server
+///   could not be reached at all, the delay is at most `reconnectMaximum` (2 s): a connection
+///   attempt to a server that is not there costs it nothing, and this bounds how long after the
+///   server is back the watch is too (with 30 s, a 3 s outage could cost 12 s more).
+/// - `listSucceeded` and `watchStarted` say when they end a run of failures (`recovered`), so
+///   that the driver can tell others (a controller retries the reconciles that failed meanwhile).
 public struct WatcherStateMachine: Sendable {
     public struct Configuration: Sendable, Hashable {
         /// Items per list page (`limit`).
@@ -52,12 +63,15 @@ public struct WatcherStateMachine: Sendable {
         /// all end at once.
         public var watchTimeoutSeconds: ClosedRange<Int>
         public var backoff: Backoff
+        /// The longest wait after a failure that got no answer (`WatchFailure.unreachable`).
+        public var reconnectMaximum: Duration
 
         public init(pageSize: Int = 500, watchTimeoutSeconds: ClosedRange<Int> = 300...600,
-                    backoff: Backoff = .watcher) {
+                    backoff: Backoff = .watcher, reconnectMaximum: Duration = .seconds(2)) {
             self.pageSize = pageSize
             self.watchTimeoutSeconds = watchTimeoutSeconds
             self.backoff = backoff
+            self.reconnectMaximum = reconnectMaximum
         }
     }
 
@@ -81,6 +95,9 @@ public struct WatcherStateMachine: Sendable {
     public private(set) var resourceVersion: String?
     /// True once a list has succeeded.
     public private(set) var hasListed = false
+    /// True from a failed request (not a 410, which is part of keeping up) until a list succeeds
+    /// or a watch is established.
+    public private(set) var isFailing = false
     private var step: Step = .list(resourceVersion: nil)
     private var pendingDelay: Duration?
     private var backoff: Backoff
@@ -115,16 +132,21 @@ public struct WatcherStateMachine: Sendable {
 
     // MARK: - List outcomes
 
-    /// The (complete, all pages) list succeeded at `resourceVersion`.
-    public mutating func listSucceeded(resourceVersion: String, at now: ContinuousClock.Instant) {
+    /// The (complete, all pages) list succeeded at `resourceVersion`. Returns true when this ends a
+    /// run of failures.
+    @discardableResult
+    public mutating func listSucceeded(resourceVersion: String, at now: ContinuousClock.Instant) -> Bool {
+        defer { isFailing = false }
         if case .list(let requested) = step { lastListPinned = requested != nil } else { lastListPinned = false }
         self.resourceVersion = resourceVersion
         hasListed = true
         backoff.markHealthy(at: now)
         step = .watch
+        return isFailing
     }
 
     public mutating func listFailed(_ failure: WatchFailure, at now: ContinuousClock.Instant) {
+        if failure != .gone { isFailing = true }
         switch failure {
         case .gone:
             if case .list(let requested?) = step, !requested.isEmpty {
@@ -135,6 +157,8 @@ public struct WatcherStateMachine: Sendable {
             }
         case .throttled(let seconds):
             pendingDelay = throttleDelay(seconds, at: now)
+        case .unreachable:
+            pendingDelay = reconnectDelay(at: now)
         case .other:
             pendingDelay = backoff.nextDelay(at: now, random: &random)
         }
@@ -142,11 +166,15 @@ public struct WatcherStateMachine: Sendable {
 
     // MARK: - Watch outcomes
 
-    /// The watch request was answered with 200: the stream is open.
-    public mutating func watchStarted(at now: ContinuousClock.Instant) {
+    /// The watch request was answered with 200: the stream is open. Returns true when this ends a
+    /// run of failures.
+    @discardableResult
+    public mutating func watchStarted(at now: ContinuousClock.Instant) -> Bool {
+        defer { isFailing = false }
         watchingFromPinnedList = lastListPinned
         lastListPinned = false
         backoff.markHealthy(at: now)
+        return isFailing
     }
 
     /// An object event (ADDED, MODIFIED, DELETED) carrying this resourceVersion.
@@ -172,6 +200,7 @@ public struct WatcherStateMachine: Sendable {
 
     /// The watch request failed, or the open stream broke (reset, dead connection timed out).
     public mutating func watchFailed(_ failure: WatchFailure, at now: ContinuousClock.Instant) {
+        if failure != .gone { isFailing = true }
         switch failure {
         case .gone where watchingFromPinnedList:
             // The relist at our old version worked but that version is still too old to watch from
@@ -188,6 +217,9 @@ public struct WatcherStateMachine: Sendable {
         case .throttled(let seconds):
             pendingDelay = throttleDelay(seconds, at: now)
             step = .watch
+        case .unreachable:
+            pendingDelay = reconnectDelay(at: now)
+            step = .watch
         case .other:
             pendingDelay = backoff.nextDelay(at: now, random: &random)
             step = .watch
@@ -199,6 +231,10 @@ public struct WatcherStateMachine: Sendable {
         guard let resourceVersion, !resourceVersion.isEmpty else { return }
         self.resourceVersion = resourceVersion
         watchingFromPinnedList = false
+    }
+
+    private mutating func reconnectDelay(at now: ContinuousClock.Instant) -> Duration {
+        min(backoff.nextDelay(at: now, random: &random), configuration.reconnectMaximum)
     }
 
     private mutating func throttleDelay(_ seconds: Int?, at now: ContinuousClock.Instant) -> Duration {

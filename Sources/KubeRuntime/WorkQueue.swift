@@ -84,6 +84,28 @@ public final class WorkQueue<Key: Hashable & Sendable>: Sendable {
         wake?.resume()
     }
 
+    /// Cuts every failure backoff short (see `WorkQueueState.retryBackedOff`): keys waiting after
+    /// `addRateLimited` are queued now. Controllers call it when a watch recovers from a failure,
+    /// since reconciles that failed while the API server was unreachable should not wait out
+    /// backoffs that grew during the outage. Returns how many keys were queued.
+    @discardableResult
+    public func retryBackedOff() -> Int {
+        let (count, handoffs, wake) = state.withLock { state in
+            let now = clock.now
+            let added = state.core.retryBackedOff(at: now)
+            metrics.adds.increment(by: added.count)
+            var handoffs: [Handoff] = []
+            while let handoff = Self.handOff(&state, metrics: metrics, now: now) { handoffs.append(handoff) }
+            return (added.count, handoffs, Self.wakeTimer(&state))
+        }
+        for handoff in handoffs { handoff.resume() }
+        wake?.resume()
+        return count
+    }
+
+    /// Keys waiting out a failure backoff.
+    public var backingOffCount: Int { state.withLock { $0.core.backingOffCount } }
+
     /// Forgets the failures of `key` (call after it was processed successfully).
     public func forget(_ key: Key) {
         state.withLock { $0.core.forget(key) }

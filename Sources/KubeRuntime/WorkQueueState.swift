@@ -27,6 +27,9 @@ public struct ItemBackoff: Sendable, Hashable {
 ///   never processed concurrently;
 /// - `add(after:)` keeps the earliest deadline per key;
 /// - failures back off per key (`ItemBackoff`) until `forget`;
+/// - `retryBackedOff` cuts every failure backoff short at once (the cause — the API server being
+///   unreachable — is gone), and a key that was being processed then and fails anyway is retried
+///   after `base` instead of its grown delay;
 /// - after `shutDown`, adds are ignored and `pop` returns nothing.
 public struct WorkQueueState<Key: Hashable & Sendable>: Sendable {
     public let backoff: ItemBackoff
@@ -37,6 +40,10 @@ public struct WorkQueueState<Key: Hashable & Sendable>: Sendable {
     private var failureCounts: [Key: Int] = [:]
     private var queuedSince: [Key: ContinuousClock.Instant] = [:]
     private var processingSince: [Key: ContinuousClock.Instant] = [:]
+    /// Waiting keys whose deadline is a failure backoff (`addRateLimited`).
+    private var backingOff = Set<Key>()
+    /// Keys in processing when `retryBackedOff` ran: their next failure waits `base` only.
+    private var retrySoonOnFailure = Set<Key>()
     public private(set) var isShuttingDown = false
 
     public init(backoff: ItemBackoff = ItemBackoff()) {
@@ -81,6 +88,8 @@ public struct WorkQueueState<Key: Hashable & Sendable>: Sendable {
         let deadline = now + delay
         if let existing = waiting[key], existing <= deadline { return false }
         waiting[key] = deadline
+        // The earlier deadline is no failure backoff any more.
+        backingOff.remove(key)
         return false
     }
 
@@ -89,14 +98,42 @@ public struct WorkQueueState<Key: Hashable & Sendable>: Sendable {
     public mutating func addRateLimited(_ key: Key, at now: ContinuousClock.Instant) -> Duration {
         let failures = (failureCounts[key] ?? 0) + 1
         failureCounts[key] = failures
-        let delay = backoff.delay(afterFailures: failures)
-        add(key, after: delay, at: now)
+        let delay = retrySoonOnFailure.remove(key) != nil ? backoff.delay(afterFailures: 1)
+            : backoff.delay(afterFailures: failures)
+        guard !isShuttingDown else { return delay }
+        if delay <= .zero {
+            add(key, at: now)
+        } else if waiting[key].map({ $0 > now + delay }) ?? true {
+            waiting[key] = now + delay
+            backingOff.insert(key)
+        }
         return delay
     }
+
+    /// Cuts every failure backoff short: each key waiting after `addRateLimited` is queued now, and
+    /// each key being processed now is retried after `base` if this processing fails. Failure counts
+    /// are kept (a key that keeps failing goes on backing off). For when what the failures were
+    /// about is known to be over — the API server is reachable again. Returns the keys queued.
+    @discardableResult
+    public mutating func retryBackedOff(at now: ContinuousClock.Instant) -> [Key] {
+        guard !isShuttingDown else { return [] }
+        retrySoonOnFailure.formUnion(processing)
+        var added: [Key] = []
+        for key in backingOff.sorted(by: { (waiting[$0] ?? now) < (waiting[$1] ?? now) }) {
+            waiting[key] = nil
+            if add(key, at: now) { added.append(key) }
+        }
+        backingOff.removeAll()
+        return added
+    }
+
+    /// Keys waiting out a failure backoff.
+    public var backingOffCount: Int { backingOff.count }
 
     /// Clears the failures of `key` (after a success), so its next failure starts from `base`.
     public mutating func forget(_ key: Key) {
         failureCounts[key] = nil
+        retrySoonOnFailure.remove(key)
     }
 
     /// Consecutive failures of `key` since it was last forgotten.
@@ -110,6 +147,7 @@ public struct WorkQueueState<Key: Hashable & Sendable>: Sendable {
         var added: [Key] = []
         for (key, _) in due {
             waiting[key] = nil
+            backingOff.remove(key)
             if add(key, at: now) { added.append(key) }
         }
         return added
@@ -131,6 +169,7 @@ public struct WorkQueueState<Key: Hashable & Sendable>: Sendable {
     @discardableResult
     public mutating func done(_ key: Key, at now: ContinuousClock.Instant) -> (requeued: Bool, processedFor: Duration) {
         processing.remove(key)
+        retrySoonOnFailure.remove(key)
         let processedFor = processingSince.removeValue(forKey: key).map { now - $0 } ?? .zero
         if dirty.contains(key), !isShuttingDown {
             queue.append(key)
@@ -146,6 +185,8 @@ public struct WorkQueueState<Key: Hashable & Sendable>: Sendable {
         queue.removeAll()
         dirty.removeAll()
         waiting.removeAll()
+        backingOff.removeAll()
+        retrySoonOnFailure.removeAll()
         queuedSince.removeAll()
     }
 }

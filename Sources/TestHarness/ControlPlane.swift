@@ -493,6 +493,20 @@ public final class ControlPlane: Sendable {
             kubectlPath, ["--kubeconfig", kubeconfig(for: user)] + arguments, input: input.map { Data($0.utf8) })
     }
 
+    /// The certificate and key kube-apiserver serves with (signed by `caFile`; for 127.0.0.1 and
+    /// localhost): a proxy in front of the control plane terminates TLS with them.
+    public var servingCertificate: CertificateFiles {
+        CertificateFiles(certificateFile: directory + "/apiserver.crt", keyFile: directory + "/apiserver.key")
+    }
+
+    /// Writes a kubeconfig for the admin that talks to `server` (e.g. a `FaultProxy` in front of this
+    /// control plane) with the harness CA; returns its path.
+    public func kubeconfig(server: String, name: String) throws -> String {
+        let path = "\(directory)/kubeconfig-\(name).yaml"
+        try KubeconfigCluster(server: server, caFile: caFile).write(to: path, user: "admin", credentials: .token(adminToken))
+        return path
+    }
+
     // MARK: - apiserver lifecycle
 
     /// True while kube-apiserver runs.
