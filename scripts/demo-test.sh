@@ -59,7 +59,7 @@ check "inside the Pod: uid 65532, no effective capabilities, / read-only: $(echo
   sh -c 'set -- $0; [ "$1" = 65532 ] && [ "$3" = 0000000000000000 ] && echo "$0" | grep -q "Read-only file system"' "$inside"
 logs=$(k logs -n "$NS" -l app.kubernetes.io/name=image-builder --tail=-1 --prefix)
 check "in-cluster configuration (the service account's token)" grep -q 'in-cluster service account' <<<"$logs"
-check "no request refused by RBAC (no 403 / forbidden in the operator logs)" sh -c '! grep -Eiq "forbidden|\"code\":403| 403 " <<<"$0"' "$logs"
+check "no request refused by RBAC (no 403 / forbidden in the operator logs)" bash -c '! grep -Eiq "forbidden|\"code\":403| 403 " <<<"$0"' "$logs"
 
 # --- 3 ------------------------------------------------------------------------------------------
 spec=failover
