@@ -28,7 +28,7 @@ now() { date +%s; }
 
 # --- apt --------------------------------------------------------------------------------------
 APT_PACKAGES=(
-  libcurl4-openssl-dev pkg-config openssl ca-certificates curl
+  libcurl4-openssl-dev libssl-dev pkg-config openssl ca-certificates curl
   etcd-server etcd-client
   docker-registry apache2-utils
   golang-1.19-go golang-github-modern-go-reflect2-dev dpkg-dev rsync
