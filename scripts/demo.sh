@@ -12,6 +12,10 @@
 #                            the local-cluster state, the overlay, buildah storage, logs
 #   IMAGE_BUILDER_CACHE      the machine's cache (default /var/cache/image-builder); the operator
 #                            image's root filesystem is kept in $IMAGE_BUILDER_CACHE/operator-image
+#   IMAGE_BUILDER_DEMO_BUILD release (default): a release build with Swift's runtime linked
+#                            statically; debug: the debug build (what `swift build --build-tests`
+#                            already made, as in CI), the image then also holds the Swift runtime
+#                            libraries the binary links
 #   CI=1 or --non-interactive  no colours, no prompts; any failure exits non-zero with diagnostics
 #
 # Needs root (the node tier creates a bridge and runs containerd) on Debian 12. Idempotent: a second
@@ -24,9 +28,14 @@ CACHE=${IMAGE_BUILDER_CACHE:-/var/cache/image-builder}
 MIRROR=${IMAGE_BUILDER_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 NAMESPACE=hub
 SPEC_NAME=demo-tools
-BIN="$ROOT/.build/release"
-# One set of flags for every release product, so the second build is incremental.
-SWIFT_RELEASE=(swift build -c release --static-swift-stdlib)
+BUILD=${IMAGE_BUILDER_DEMO_BUILD:-release}
+case "$BUILD" in
+  # One set of flags for every release product, so the second build is incremental.
+  release) SWIFT_BUILD=(swift build -c release --static-swift-stdlib) ;;
+  debug) SWIFT_BUILD=(swift build) ;;
+  *) echo "demo.sh: IMAGE_BUILDER_DEMO_BUILD is release or debug (got '$BUILD')" >&2; exit 2 ;;
+esac
+BIN="$ROOT/.build/$BUILD"
 
 command=up
 interactive=1
@@ -132,11 +141,18 @@ trap on_exit EXIT
 step "installing dependencies (scripts/install-deps.sh)"
 bash "$ROOT/scripts/install-deps.sh" 2>&1 | sed "s/^/  /"
 
-step "release build (image-builder, local-cluster)"
-(cd "$ROOT" && "${SWIFT_RELEASE[@]}" --product image-builder 2>&1 | tail -n 3 | sed "s/^/  /")
-(cd "$ROOT" && "${SWIFT_RELEASE[@]}" --product local-cluster 2>&1 | tail -n 1 | sed "s/^/  /")
+step "$BUILD build (image-builder, local-cluster)"
+(cd "$ROOT" && "${SWIFT_BUILD[@]}" --product image-builder 2>&1 | tail -n 3 | sed "s/^/  /")
+(cd "$ROOT" && "${SWIFT_BUILD[@]}" --product local-cluster 2>&1 | tail -n 1 | sed "s/^/  /")
 missing_libraries=$(ldd "$BIN/image-builder" | grep "not found" || true)
-[ -z "$missing_libraries" ] || die "the release binary misses libraries: $missing_libraries"
+[ -z "$missing_libraries" ] || die "the $BUILD binary misses libraries: $missing_libraries"
+# The libraries the image needs beside Debian's: none for the release build (Swift's runtime is
+# linked statically); for the debug build, the toolchain's Swift runtime, at the paths it has here.
+runtime_libraries=()
+if [ "$BUILD" = debug ]; then
+  while read -r library; do runtime_libraries+=("$library"); done \
+    < <(ldd "$BIN/image-builder" | awk '$2 == "=>" && $3 ~ /^\// {print $3}' | grep -v -E '^/(usr/)?lib(64)?/' || true)
+fi
 
 # --- 2. the local cluster ---------------------------------------------------------------------
 step "local cluster (node tier: apiserver, kubelet, containerd, registry)"
@@ -155,7 +171,7 @@ say "  API server $API_SERVER, registry $REGISTRY (Pods: $POD_REGISTRY), node $N
 # release binary (Swift's runtime linked statically; `ldd` shows only Debian libraries). Built
 # with mmdebstrap and buildah, nothing pulled from a registry outside; pushed to the local
 # registry under a tag derived from the binary and the recipe.
-step "operator image (mmdebstrap rootfs + release binary, buildah)"
+step "operator image (mmdebstrap rootfs + $BUILD binary, buildah)"
 ROOTFS="$CACHE/operator-image"
 host_cas=$(cat /usr/local/share/ca-certificates/*.crt 2>/dev/null | sha256sum | cut -c1-16)
 ROOTFS_RECIPE="bookworm $MIRROR minbase libcurl4,ca-certificates cas:$host_cas v1"
@@ -171,7 +187,7 @@ if [ "$(cat "$ROOTFS/.recipe" 2>/dev/null)" != "$ROOTFS_RECIPE" ] || [ ! -s "$RO
   mv "$ROOTFS/rootfs.tar.part" "$ROOTFS/rootfs.tar"
   echo "$ROOTFS_RECIPE" > "$ROOTFS/.recipe"
 fi
-tag=$( { sha256sum "$BIN/image-builder" | cut -d' ' -f1; echo "$ROOTFS_RECIPE"; } | sha256sum | cut -c1-16)
+tag=$( { sha256sum "$BIN/image-builder" "${runtime_libraries[@]}" | cut -d' ' -f1; echo "$ROOTFS_RECIPE"; } | sha256sum | cut -c1-16)
 OPERATOR_REPO="$REGISTRY/image-builder/operator"
 manifest_accept='application/vnd.oci.image.manifest.v1+json,application/vnd.docker.distribution.manifest.v2+json'
 if curl -fsS -o /dev/null -H "Accept: $manifest_accept" "http://$REGISTRY/v2/image-builder/operator/manifests/$tag" 2>/dev/null; then
@@ -184,6 +200,9 @@ else
     "${B[@]}" add "$ctr" "$ROOTFS/rootfs.tar" / >>"$blog" 2>&1 || die "buildah add failed (log: $blog)"
     "${B[@]}" copy --chmod 0755 "$ctr" "$BIN/image-builder" /usr/local/bin/image-builder >>"$blog" 2>&1 \
       || die "buildah copy failed (log: $blog)"
+    for library in "${runtime_libraries[@]}"; do
+      "${B[@]}" copy "$ctr" "$library" "$library" >>"$blog" 2>&1 || die "buildah copy of $library failed (log: $blog)"
+    done
     # As deploy/Dockerfile: non-root, `run` by default.
     "${B[@]}" config --os linux --arch amd64 --user 65532:65532 \
       --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \

@@ -4,19 +4,21 @@
 # tests start themselves. Installs what is missing first (scripts/install-deps.sh). Extra arguments
 # go to `swift test` (e.g. --filter KubeClientIntegrationTests).
 #
-# Two longer checks run after `swift test` when asked for (each needs a release build of its own,
-# which does not fit CI's time budget yet):
+# Two longer checks run after `swift test` when asked for:
 #   IMAGE_BUILDER_DEMO=1           the README's first command end to end (scripts/demo-test.sh:
 #                                  scripts/demo.sh in a fresh directory, the operator as a Pod from
-#                                  deploy/, a leader change during a build, a second run, `down`);
-#   IMAGE_BUILDER_FUZZ_SECONDS=N   N seconds of every fuzz target (scripts/fuzz.sh).
+#                                  deploy/, a leader change during a build, a second run, `down`),
+#                                  with the operator image made from the debug build just made
+#                                  (IMAGE_BUILDER_DEMO_BUILD=release for the release one);
+#   IMAGE_BUILDER_FUZZ_SECONDS=N   N seconds of every fuzz target (scripts/fuzz.sh; a release build
+#                                  of its own, with every module instrumented).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 swift build --build-tests
 swift test --skip-build "$@"
 if [ -n "${IMAGE_BUILDER_DEMO:-}" ] && [ "${IMAGE_BUILDER_DEMO}" != 0 ]; then
-  bash scripts/demo-test.sh
+  IMAGE_BUILDER_DEMO_BUILD=${IMAGE_BUILDER_DEMO_BUILD:-debug} bash scripts/demo-test.sh
 fi
 fuzz_seconds=${IMAGE_BUILDER_FUZZ_SECONDS:-0}
 if [ "$fuzz_seconds" != 0 ]; then

@@ -75,6 +75,23 @@ import Testing
         #expect(message.contains("\nline "))
     }
 
+    @Test func anInstallersErrorLineOutsideTheTailIsQuoted() {
+        // apt's error line came before long step lines that fill the excerpt.
+        let step = "STEP 5/9: RUN " + String(repeating: "x", count: 700)
+        let log = ["Reading package lists...", "E: Unable to locate package image-builder-no-such-package",
+                   "Building dependency tree...", step, "subprocess exited with status 100",
+                   "Error: building at STEP \"RUN " + String(repeating: "y", count: 900) + "\": exit status 100",
+                   "image-builder: the build failed (exit status 100); nothing was pushed"].joined(separator: "\n")
+        let (reason, message) = BuildAssessment.describeFailure(ContainerStateTerminated(exitCode: 1, message: log))
+        #expect(reason == "BuildStepFailed")
+        #expect(message.hasPrefix("a build step failed (exit code 1): E: Unable to locate package image-builder-no-such-package; last log lines:"),
+                "\(message)")
+        // Inside the tail, it is not repeated.
+        let short = "E: Unable to locate package nope\nsubprocess exited with status 100\nError: building at STEP \"RUN x\": exit status 100"
+        let (_, shortMessage) = BuildAssessment.describeFailure(ContainerStateTerminated(exitCode: 1, message: short))
+        #expect(shortMessage.components(separatedBy: "Unable to locate package").count == 2, "\(shortMessage)")
+    }
+
     @Test func pendingReasonsAndWhenTheyBecomeStuck() {
         let pullBackOff = pod(ContainerState(waiting: ContainerStateWaiting(reason: "ImagePullBackOff", message: "Back-off pulling image")))
         #expect(assess(job(), pullBackOff, after: 30) == .pending(message: "cannot pull the builder image kaniko:v1 (ImagePullBackOff): Back-off pulling image"))

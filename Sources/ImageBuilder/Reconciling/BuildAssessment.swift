@@ -181,7 +181,19 @@ public enum BuildAssessment: Sendable, Hashable {
             (reason, stage) = ("BuildFailed", "the build failed")
         }
         let excerpt = Self.excerpt(log, limit: maxLogExcerpt)
-        return (reason, excerpt.isEmpty ? "\(stage) (\(exit))" : "\(stage) (\(exit)); last log lines:\n\(excerpt)")
+        // An installer's error line (apt's `E:`, pip's `ERROR:`) says why; the end of the log may
+        // not hold it (long step lines, output flushed after it).
+        let errors = Self.errorLines(in: log).filter { !excerpt.contains($0) }
+        let why = errors.isEmpty ? "" : ": " + errors.joined(separator: "; ")
+        return (reason, excerpt.isEmpty ? "\(stage) (\(exit))\(why)" : "\(stage) (\(exit))\(why); last log lines:\n\(excerpt)")
+    }
+
+    /// The installers' error lines in a build log (apt's `E: …`, pip's and conda's `ERROR: …`),
+    /// at most the last three, each at most 300 characters.
+    static func errorLines(in log: String) -> [String] {
+        let lines = log.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }
+            .filter { $0.hasPrefix("E: ") || $0.hasPrefix("ERROR: ") }
+        return lines.suffix(3).map { String($0.prefix(300)) }
     }
 
     /// The end of `text`, at most `limit` characters, starting at a line boundary when possible.

@@ -129,7 +129,7 @@ public enum BuildContextRenderer {
 
         if !apt.isEmpty {
             argument(BuildContext.aptPackagesArgument, apt)
-            var steps = [rebuildStep, "export DEBIAN_FRONTEND=noninteractive"]
+            var steps = [rebuildStep, oneOutputStream, "export DEBIAN_FRONTEND=noninteractive"]
             let architectures = aptArchitectures(apt)
             if !architectures.isEmpty {
                 argument(BuildContext.aptArchitecturesArgument, architectures)
@@ -145,7 +145,7 @@ public enum BuildContextRenderer {
             lines.append(run(steps))
         }
         if !conda.specs.isEmpty {
-            var steps = [rebuildStep, rootHome, "set --"]
+            var steps = [rebuildStep, oneOutputStream, rootHome, "set --"]
             if !conda.channels.isEmpty {
                 argument(BuildContext.condaChannelsArgument, conda.channels)
                 steps.append("\(splitOnLines) && for channel in ${\(BuildContext.condaChannelsArgument)}; do set -- \"$@\" --channel \"$channel\"; done && \(restoreSplitting)")
@@ -158,7 +158,7 @@ public enum BuildContextRenderer {
         }
         if !pip.isEmpty {
             argument(BuildContext.pipRequirementsArgument, pip)
-            var steps = [rebuildStep, rootHome, "set --"]
+            var steps = [rebuildStep, oneOutputStream, rootHome, "set --"]
             if options.pipBreakSystemPackages {
                 steps.append("if [ \"$(\(externallyManagedProbe))\" = externally-managed ]; then set -- --break-system-packages; fi")
             }
@@ -189,6 +189,10 @@ public enum BuildContextRenderer {
 
     /// Makes the step depend on the rebuild argument (a layer cache keys on it).
     static let rebuildStep = ": \"rebuild ${\(BuildContext.rebuildArgument)}\""
+    /// The step's errors go where its output goes, one ordered stream: seen in a real build, apt's
+    /// `E: Unable to locate package …` line (stderr) was missing from the failed build's log while
+    /// the output around it (stdout) was there — and that line is what says why the build failed.
+    static let oneOutputStream = "exec 2>&1"
     /// Root's steps keep root's files out of the user's home (the base may set HOME to it).
     static let rootHome = "export HOME=/root"
     /// Word splitting on line breaks only, globbing off: `${LIST}` then gives one word per item.
