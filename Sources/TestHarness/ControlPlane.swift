@@ -50,7 +50,7 @@ public final class ControlPlane: Sendable {
             watchCache: Bool = true,
             disabledAdmissionPlugins: [String] = ["ServiceAccount"],
             extraAPIServerArguments: [String] = [],
-            startupTimeout: Duration = .seconds(60),
+            startupTimeout: Duration = .seconds(180),
             binaryDirectory: String? = nil,
             bindAddress: String = "127.0.0.1",
             extraServingNames: [String] = [],
