@@ -8,6 +8,9 @@
 #   scripts/fuzz.sh --seconds 600 json      # a longer run of one target
 #   scripts/fuzz.sh --work /var/tmp/fuzz    # keep the grown corpora between runs
 #   scripts/fuzz.sh --no-build json         # run the binary as it is (no rebuild after source changes)
+#   scripts/fuzz.sh --cache /var/cache/image-builder/fuzz
+#                                           # build in a copy of the sources kept there, so the next
+#                                           # run (from any clone) recompiles only what changed
 #   scripts/fuzz.sh --list
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,7 +22,8 @@ work=""
 max_len=16384
 targets=()
 rebuild=1
-usage() { sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; }
+cache=""
+usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; }
 while (($#)); do
     case "$1" in
         --seconds) seconds=${2:?--seconds needs a number}; shift 2 ;;
@@ -28,6 +32,8 @@ while (($#)); do
         --work=*) work=${1#*=}; shift ;;
         --max-len) max_len=${2:?--max-len needs a number}; shift 2 ;;
         --no-build) rebuild=0; shift ;;
+        --cache) cache=${2:?--cache needs a folder}; shift 2 ;;
+        --cache=*) cache=${1#*=}; shift ;;
         --list) printf '%s\n' "${all[@]}"; exit 0 ;;
         -h|--help) usage; exit 0 ;;
         -*) echo "fuzz.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
@@ -40,7 +46,16 @@ for target in "${targets[@]}"; do
     [[ " ${all[*]} " == *" $target "* ]] || { echo "fuzz.sh: unknown target \"$target\" (see --list)" >&2; exit 2; }
 done
 
-build=(swift build -c release --package-path Benchmarks/Fuzz --sanitize fuzzer)
+package=Benchmarks/Fuzz
+if [[ -n "$cache" ]]; then
+    # SwiftPM keys its build on absolute paths and modification times: a fresh clone elsewhere would
+    # rebuild everything. The copy at a fixed path is updated by content (-c), so files that did not
+    # change keep their old times and their compiled objects stay valid.
+    mkdir -p "$cache/source"
+    rsync -rc --delete --exclude .git --exclude .build --exclude .swiftpm ./ "$cache/source/"
+    package="$cache/source/Benchmarks/Fuzz"
+fi
+build=(swift build -c release --package-path "$package" --sanitize fuzzer)
 if ((rebuild)); then "${build[@]}"; fi
 binary="$("${build[@]}" --show-bin-path)/image-builder-fuzz"
 if [[ -z "$work" ]]; then work=$(mktemp -d "${TMPDIR:-/tmp}/image-builder-fuzz.XXXXXX"); fi

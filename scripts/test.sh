@@ -4,16 +4,18 @@
 # tests start themselves. Installs what is missing first (scripts/install-deps.sh). Extra arguments
 # go to `swift test` (e.g. --filter KubeClientIntegrationTests).
 #
-# Longer checks run after `swift test` when asked for:
-#   IMAGE_BUILDER_CHAOS=1          the chaos scenarios (Tests/ChaosTests; IMAGE_BUILDER_CHAOS_SPECS
-#                                  ImageSpecs each, default 100), on their own after the other suites;
-#   IMAGE_BUILDER_DEMO=1           the README's first command end to end (scripts/demo-test.sh:
-#                                  scripts/demo.sh in a fresh directory, the operator as a Pod from
-#                                  deploy/, a leader change during a build, a second run, `down`),
-#                                  with the operator image made from the debug build just made
-#                                  (IMAGE_BUILDER_DEMO_BUILD=release for the release one);
-#   IMAGE_BUILDER_FUZZ_SECONDS=N   N seconds of every fuzz target (scripts/fuzz.sh; a release build
-#                                  of its own, with every module instrumented).
+# Run without arguments (what CI runs), after `swift test`:
+#   - the README's first command end to end, by default (IMAGE_BUILDER_DEMO=0 skips it):
+#     scripts/demo-test.sh runs scripts/demo.sh in a fresh directory and checks the operator as a Pod
+#     from deploy/, a leader change during a build, a second run and `down`; the operator image is
+#     made from the debug build just made (IMAGE_BUILDER_DEMO_BUILD=release for a release one);
+#   - IMAGE_BUILDER_CHAOS=1: the chaos scenarios (Tests/ChaosTests; IMAGE_BUILDER_CHAOS_SPECS
+#     ImageSpecs each, default 100), on their own after the other suites.
+#   - a short run of every fuzz target, by default 10 s each (IMAGE_BUILDER_FUZZ_SECONDS=N for N
+#     seconds, 0 to skip; with arguments it runs only when IMAGE_BUILDER_FUZZ_SECONDS is set).
+#     scripts/fuzz.sh makes a release build of its own with every module instrumented, in a copy of
+#     the sources under $IMAGE_BUILDER_CACHE/fuzz (default /var/cache/image-builder/fuzz), so that
+#     after the first run only what changed is compiled again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
@@ -28,10 +30,10 @@ if [ "$#" = 0 ]; then
 else
   swift test --skip-build "$@"
 fi
-if [ -n "${IMAGE_BUILDER_DEMO:-}" ] && [ "${IMAGE_BUILDER_DEMO}" != 0 ]; then
+if [ "$#" = 0 ] && [ "${IMAGE_BUILDER_DEMO:-1}" != 0 ]; then
   IMAGE_BUILDER_DEMO_BUILD=${IMAGE_BUILDER_DEMO_BUILD:-debug} bash scripts/demo-test.sh
 fi
-fuzz_seconds=${IMAGE_BUILDER_FUZZ_SECONDS:-0}
+if [ "$#" = 0 ]; then fuzz_seconds=${IMAGE_BUILDER_FUZZ_SECONDS:-10}; else fuzz_seconds=${IMAGE_BUILDER_FUZZ_SECONDS:-0}; fi
 if [ "$fuzz_seconds" != 0 ]; then
-  bash scripts/fuzz.sh --seconds "$fuzz_seconds"
+  bash scripts/fuzz.sh --seconds "$fuzz_seconds" --cache "${IMAGE_BUILDER_CACHE:-/var/cache/image-builder}/fuzz"
 fi
