@@ -4,9 +4,10 @@
 # tests start themselves. Installs what is missing first (scripts/install-deps.sh). Extra arguments
 # go to `swift test` (e.g. --filter KubeClientIntegrationTests).
 #
+# The chaos scenarios (Tests/ChaosTests; IMAGE_BUILDER_CHAOS_SPECS ImageSpecs each, default 200)
+# run after the other suites, on their own, one scenario at a time; IMAGE_BUILDER_CHAOS=0 skips them.
+#
 # Longer checks run after `swift test` when asked for:
-#   IMAGE_BUILDER_CHAOS=1          the chaos scenarios (Tests/ChaosTests; IMAGE_BUILDER_CHAOS_SPECS
-#                                  ImageSpecs each, default 100), on their own after the other suites;
 #   IMAGE_BUILDER_DEMO=1           the README's first command end to end (scripts/demo-test.sh:
 #                                  scripts/demo.sh in a fresh directory, the operator as a Pod from
 #                                  deploy/, a leader change during a build, a second run, `down`),
@@ -19,11 +20,14 @@ cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 swift build --build-tests
 if [ "$#" = 0 ]; then
-  # The chaos scenarios start many control planes and operators at once: they run on their own
-  # (IMAGE_BUILDER_CHAOS=1), not beside the other suites, whose servers they would starve.
+  # The chaos scenarios load the machine with a control plane, operators and a burst of their
+  # own: they run on their own after the other suites, whose servers they would starve beside them.
   swift test --skip-build --skip ChaosTests
-  if [ -n "${IMAGE_BUILDER_CHAOS:-}" ] && [ "${IMAGE_BUILDER_CHAOS}" != 0 ]; then
+  if [ "${IMAGE_BUILDER_CHAOS:-1}" != 0 ]; then
+    echo "== $(date -u +%FT%TZ) chaos scenarios"
+    start=$SECONDS
     swift test --skip-build --filter ChaosTests
+    echo "== $(date -u +%FT%TZ) chaos scenarios took $((SECONDS - start)) s"
   fi
 else
   swift test --skip-build "$@"
