@@ -256,8 +256,10 @@ final class Transfer: @unchecked Sendable {
         var bodyWaiter: CheckedContinuation<Data?, any Error>?
         var responseWaiter: CheckedContinuation<HTTPResponse, any Error>?
         var response: HTTPResponse?
-        state.withLock { state in
-            guard state.finished == nil else { return }
+        // What the waiters get: curl's own result, or the real cause when this side ended the
+        // transfer (a body over the limit makes curl report only a write error, code 23).
+        let outcome = state.withLock { state -> Result<Void, TransportError> in
+            if let finished = state.finished { return finished }
             var outcome = result
             if state.tooLarge {
                 outcome = .failure(TransportError(
@@ -280,8 +282,9 @@ final class Transfer: @unchecked Sendable {
                     status: state.status, headers: state.headers, body: state.body, httpVersion: state.httpVersion)
                 state.body = Data()
             }
+            return outcome
         }
-        switch result {
+        switch outcome {
         case .success:
             headWaiter?.resume()
             bodyWaiter?.resume(returning: nil)

@@ -61,7 +61,8 @@ public struct TransportError: Error, Sendable, Equatable, CustomStringConvertibl
         case .other: sentence = "request to \(endpoint) failed"
         }
         let extra = detail.isEmpty ? "" : ": \(detail)"
-        return "\(sentence)\(extra) (curl error \(curlCode))"
+        // Failures this side detected itself (curlCode 0) have no curl code to quote.
+        return curlCode == 0 ? "\(sentence)\(extra)" : "\(sentence)\(extra) (curl error \(curlCode))"
     }
 
     static func from(code: CURLcode, url: String, detail: String) -> TransportError {

@@ -53,6 +53,11 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: "The Lease's name.")
     var leaderElectionID = "image-builder"
 
+    @Option(help: ArgumentHelp(
+        "This replica's name in the Lease (default: $POD_NAME, else the hostname).",
+        discussion: "Stable across restarts, so a restarted replica takes its own lease back at once; distinct per replica."))
+    var leaderIdentity: String?
+
     @Option(help: "host:port for /healthz, /readyz and /metrics; 'off' for none.")
     var probeAddress = "0.0.0.0:8080"
 
@@ -78,6 +83,18 @@ struct RunCommand: AsyncParsableCommand {
             throw ValidationError("--probe-address: expected host:port (e.g. 0.0.0.0:8080) or off, got \(probeAddress)")
         }
         do { _ = try Platform(parsing: platform) } catch { throw ValidationError("--platform: \(error)") }
+        if let leaderIdentity, leaderIdentity.isEmpty || leaderIdentity.contains(where: { $0.isNewline }) {
+            throw ValidationError("--leader-identity: must be a non-empty name on one line")
+        }
+    }
+
+    /// The Lease holder name: `--leader-identity`, else `$POD_NAME` (the downward API gives each of
+    /// a Deployment's Pods its own, kept when the container restarts), else the hostname.
+    static func leaderIdentity(_ flag: String?, environment: [String: String] = ProcessInfo.processInfo.environment,
+                               hostName: String = ProcessInfo.processInfo.hostName) -> String {
+        if let flag { return flag }
+        if let pod = environment["POD_NAME"], !pod.isEmpty { return pod }
+        return hostName
     }
 
     func run() async throws {
@@ -110,7 +127,8 @@ struct RunCommand: AsyncParsableCommand {
         }
         if leaderElect {
             let namespace = leaderElectionNamespace ?? ProcessInfo.processInfo.environment["POD_NAMESPACE"] ?? client.defaultNamespace
-            options.leaderElection = LeaderElectionConfiguration(leaseName: leaderElectionID, namespace: namespace)
+            options.leaderElection = LeaderElectionConfiguration(leaseName: leaderElectionID, namespace: namespace,
+                                                                 identity: Self.leaderIdentity(leaderIdentity))
         }
         let imageBuilder = ImageBuilderOperator(client: client, config: operatorConfig, options: options, logger: logger)
         do {

@@ -3,7 +3,8 @@ import Foundation
 import TestHarness
 
 /// `image-builder run` as a child process for one namespace: JSON logs to a file, probes and
-/// metrics on a loopback port, leader election on a Lease in the namespace.
+/// metrics on a loopback port, leader election on a Lease in the namespace under its name (kept
+/// when it is started again, as a Pod's name is).
 public final class OperatorProcess: Sendable {
     public let process: ChildProcess
     /// `http://127.0.0.1:PORT`: `/readyz`, `/metrics`.
@@ -16,7 +17,7 @@ public final class OperatorProcess: Sendable {
         process = ChildProcess(
             name: name, executable: executable,
             arguments: ["run", "--kubeconfig", kubeconfig, "--config", configFile,
-                        "--leader-election-namespace", namespace, "--probe-address", "127.0.0.1:\(port)",
+                        "--leader-election-namespace", namespace, "--leader-identity", name, "--probe-address", "127.0.0.1:\(port)",
                         "--log-format", "json", "--workers", "\(workers)"],
             directory: directory)
     }

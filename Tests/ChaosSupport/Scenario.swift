@@ -235,7 +235,9 @@ extension ChaosWorld {
         do {
             try await until("every ImageSpec has one build Job and a pending status: \(lastProblems.prefix(5))",
                             timeout: options.timeout) {
-                if fault == .leaderKill, takeover == nil, await leader(of: survivors) != nil { takeover = clock.now - faultEnd }
+                if fault == .leaderKill || fault == .operatorKill, takeover == nil, await leader(of: survivors) != nil {
+                    takeover = clock.now - faultEnd
+                }
                 guard let problems = try? await check(namespace: namespace, names: names, expecting: .pending) else { return false }
                 lastProblems = problems
                 return problems.isEmpty
@@ -247,7 +249,14 @@ extension ChaosWorld {
         let converged = clock.now
         report.convergedAfterFault = converged - effectiveFaultEnd
         report.convergedAfterCreates = converged - createsDone
-        if let takeover { report.notes.append("the other replica led \(format(takeover)) after the kill") }
+        if let takeover {
+            if fault == .leaderKill {
+                // The follower cannot take the lease before it expires: 15 s after it last saw a renewal.
+                report.notes.append("the other replica led \(format(takeover)) after the kill (lease 15 s: \(format(takeover - .seconds(15))) after it expired at the earliest)")
+            } else {
+                report.notes.append("the restarted operator (same --leader-identity) led \(format(takeover)) after it was started again")
+            }
+        }
 
         // Settle: nothing doubles, nothing loops. The queue may still work off events that came
         // before convergence for 3 s; the 3 s after that must be quiet.

@@ -6,11 +6,11 @@ import Testing
 /// have exactly one build Job and a status true to it (pending, then — once the test has played the
 /// kubelet — succeeded and ready). Each scenario prints its figures (`chaos: …`). The operator is
 /// the built `image-builder` executable, run as a process. The burst has
-/// `IMAGE_BUILDER_CHAOS_SPECS` ImageSpecs (100 by default); `swift run -c release chaos-benchmark`
+/// `IMAGE_BUILDER_CHAOS_SPECS` ImageSpecs (200 by default); `swift run -c release chaos-benchmark`
 /// runs the same scenarios at larger sizes.
 @Suite("Chaos at burst scale", .serialized)
 struct ChaosTests {
-    static let specs = ProcessInfo.processInfo.environment["IMAGE_BUILDER_CHAOS_SPECS"].flatMap { Int($0) } ?? 100
+    static let specs = ProcessInfo.processInfo.environment["IMAGE_BUILDER_CHAOS_SPECS"].flatMap { Int($0) } ?? 200
 
     static let executable: String? = {
         let directory = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()

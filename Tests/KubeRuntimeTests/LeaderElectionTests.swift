@@ -222,12 +222,9 @@ struct LeaderElectionClockTests {
         #expect(released.spec?.holderIdentity == "")
     }
 
-    @Test func aFollowerTakesOverExactlyWhenTheLeaseExpiresOnItsClock() async throws {
-        let client = try await ControlPlane.shared().client()
-        let lease = leaseName("clock-expiry")
-        let clock = ManualClock()
-        let start = clock.now
-        // The leader stops without releasing (as if it crashed).
+    /// A leader "a" on a manual clock that took a free lease and stopped without releasing it (as
+    /// if it crashed); the clock has not moved since. Returns the lease as it left it.
+    func crashedLeader(_ client: KubernetesClient, lease: String, clock: ManualClock) async throws -> (LeaderElector, Lease) {
         let leader = elector(client, "a", lease: lease, clock: clock, release: false)
         let leaderRun = try await lead(leader)
         defer { leaderRun.cancel() }
@@ -238,6 +235,15 @@ struct LeaderElectionClockTests {
         #expect(clock.sleepers.isEmpty)
         let before = try await client.get(Lease.self, name: lease, namespace: "default")
         #expect(before.spec?.holderIdentity == leader.identity)
+        return (leader, before)
+    }
+
+    @Test func aFollowerTakesOverExactlyWhenTheLeaseExpiresOnItsClock() async throws {
+        let client = try await ControlPlane.shared().client()
+        let lease = leaseName("clock-expiry")
+        let clock = ManualClock()
+        let start = clock.now
+        let (leader, before) = try await crashedLeader(client, lease: lease, clock: clock)
 
         // The follower sees the lease at `start`: held by the leader until `start` + 15 s by the
         // follower's clock, whatever the record's renewTime says; it retries every 2 s to 4.4 s.
@@ -271,6 +277,25 @@ struct LeaderElectionClockTests {
         #expect(after.spec?.acquireTime != before.spec?.acquireTime)
         #expect(follower.observedHolder == follower.identity)
         #expect(!leader.isLeader)
+    }
+
+    /// A leader that crashed and came back with the same identity (a restarted container keeps
+    /// its Pod's name) takes its own unexpired lease on the first attempt, with no wait for expiry
+    /// and no new transition.
+    @Test func aRestartedLeaderWithTheSameIdentityTakesItsLeaseAtOnce() async throws {
+        let client = try await ControlPlane.shared().client()
+        let lease = leaseName("clock-restart")
+        let clock = ManualClock()
+        let (_, before) = try await crashedLeader(client, lease: lease, clock: clock)
+
+        // The clock stands still: the lease is far from expired, yet the same identity takes it.
+        let restarted = elector(client, "a", lease: lease, clock: clock)
+        let restartedRun = try await lead(restarted)
+        defer { restarted.shutDown(); restartedRun.cancel() }
+        let after = try await client.get(Lease.self, name: lease, namespace: "default")
+        #expect(after.spec?.holderIdentity == restarted.identity)
+        #expect(after.spec?.leaseTransitions == before.spec?.leaseTransitions)
+        #expect(after.metadata.resourceVersion != before.metadata.resourceVersion)
     }
 
     @Test func aLeaderThatCannotRenewKeepsLeadingUntilTheRenewDeadlineOfItsClockThenThrows() async throws {
