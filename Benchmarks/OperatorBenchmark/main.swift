@@ -314,14 +314,6 @@ struct Metrics {
     }
 }
 
-/// Requests the registry served so far (its access log has one line per request).
-func registryRequests(_ registry: LocalRegistry) -> Int {
-    registry.logFiles.reduce(0) { total, file in
-        let text = (try? String(contentsOfFile: file, encoding: .utf8)) ?? ""
-        return total + text.split(separator: "\n").filter { $0.contains("response completed") }.count
-    }
-}
-
 // MARK: - Memory per cached object
 
 /// Heap bytes in use (glibc's `mallinfo2`).
@@ -538,7 +530,7 @@ func measure(_ options: Options, controlPlane: ControlPlane, registry: LocalRegi
         let names = (0..<options.burst).map { String(format: "b-%05d", $0) }
         for namespace in sides {
             let apiBefore = namespace == "ib" ? try await metrics.apiRequests() : 0
-            let registryBefore = registryRequests(registry)
+            let registryBefore = registry.requestsServed
             let start = ContinuousClock.now
             try await concurrently(names, width: options.createConcurrency) { name in _ = try await bench.createSpec(name, namespace: namespace) }
             let jobKeys = names.map { "\(namespace)/\(bench.jobName($0))" }
@@ -551,7 +543,7 @@ func measure(_ options: Options, controlPlane: ControlPlane, registry: LocalRegi
                 // Let the passes that follow the status write finish before counting.
                 try await Task.sleep(for: .seconds(3))
                 perSpec.api = (try await metrics.apiRequests() - apiBefore) / Double(options.burst)
-                perSpec.registry = Double(registryRequests(registry) - registryBefore) / Double(options.burst)
+                perSpec.registry = Double(registry.requestsServed - registryBefore) / Double(options.burst)
                 afterBurst["ib"] = operatorProcess.memory
             } else {
                 try await Task.sleep(for: .seconds(3))

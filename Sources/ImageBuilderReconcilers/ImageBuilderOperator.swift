@@ -66,7 +66,9 @@ public struct ImageBuilderOperator: Sendable {
         let specBuilds = BuildWatchers(client: client, namespaces: namespaces, source: .imageSpec)
         let imageBuilds = BuildWatchers(client: client, namespaces: namespaces, source: .image)
 
-        let inspector = registry ?? LiveRegistryInspector(client: Self.registryClient(config: config, platform: options.platform))
+        let pushPrefix: String? = if case .prefix(let prefix) = config.registry.push { prefix } else { nil }
+        let inspector = registry ?? LiveRegistryInspector(client: Self.registryClient(config: config, platform: options.platform),
+                                                          pushPrefix: pushPrefix)
         let events = EventRecorder(client: client, component: "image-builder")
         let reconciler = ImageSpecReconciler(
             client: client, config: config, registry: inspector, imageSpecs: StoreSet(specWatchers.map(\.store)),
