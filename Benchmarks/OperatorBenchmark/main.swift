@@ -553,7 +553,7 @@ func measure(_ options: Options, controlPlane: ControlPlane, registry: LocalRegi
         }
         // The floor: our client writes what the peer writes — ImageSpec, then ConfigMap and Job
         // at once, then the status — with as many lanes as the operator has workers.
-        let lanes = options.workers ?? 4
+        let lanes = options.workers ?? 16
         let floorStart = ContinuousClock.now
         try await concurrently(names, width: max(lanes, options.createConcurrency)) { name in
             let created = try await bench.createSpec(name, namespace: "floor")

@@ -27,7 +27,7 @@ public struct ImageBuilderOperator: Sendable {
         /// not found or refused) is looked at again, so that fixing that thing heals it.
         public var stalledRetryInterval: Duration
 
-        public init(namespaces: [String] = [], workers: Int = 4, leaderElection: LeaderElectionConfiguration? = nil,
+        public init(namespaces: [String] = [], workers: Int = 16, leaderElection: LeaderElectionConfiguration? = nil,
                     probeHost: String = "0.0.0.0", probePort: Int? = 8080, platform: Platform = .linuxAMD64,
                     stalledRetryInterval: Duration = .seconds(60)) {
             self.namespaces = namespaces
