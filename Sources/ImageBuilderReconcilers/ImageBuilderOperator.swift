@@ -27,7 +27,7 @@ public struct ImageBuilderOperator: Sendable {
         /// not found or refused) is looked at again, so that fixing that thing heals it.
         public var stalledRetryInterval: Duration
 
-        public init(namespaces: [String] = [], workers: Int = 4, leaderElection: LeaderElectionConfiguration? = nil,
+        public init(namespaces: [String] = [], workers: Int = 16, leaderElection: LeaderElectionConfiguration? = nil,
                     probeHost: String = "0.0.0.0", probePort: Int? = 8080, platform: Platform = .linuxAMD64,
                     stalledRetryInterval: Duration = .seconds(60)) {
             self.namespaces = namespaces
@@ -66,7 +66,9 @@ public struct ImageBuilderOperator: Sendable {
         let specBuilds = BuildWatchers(client: client, namespaces: namespaces, source: .imageSpec)
         let imageBuilds = BuildWatchers(client: client, namespaces: namespaces, source: .image)
 
-        let inspector = registry ?? LiveRegistryInspector(client: Self.registryClient(config: config, platform: options.platform))
+        let pushPrefix: String? = if case .prefix(let prefix) = config.registry.push { prefix } else { nil }
+        let inspector = registry ?? LiveRegistryInspector(client: Self.registryClient(config: config, platform: options.platform),
+                                                          pushPrefix: pushPrefix)
         let events = EventRecorder(client: client, component: "image-builder")
         let reconciler = ImageSpecReconciler(
             client: client, config: config, registry: inspector, imageSpecs: StoreSet(specWatchers.map(\.store)),

@@ -140,6 +140,10 @@ struct BuildShell: Sendable {
             }
         }
         record(decision.events.filter { !$0.aboutActions }, about: target, logger: logger)
+        if let targetImage = prepared.identity?.targetImage, decision.events.contains(where: { $0.reason == .pushFailed }) {
+            // The registry refused what a remembered push check allowed: the next build asks again.
+            registry.forgetPushAccess(to: targetImage)
+        }
         for metric in decision.metrics { BuildMetrics.record(metric) }
 
         switch decision.next {

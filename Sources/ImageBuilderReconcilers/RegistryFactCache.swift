@@ -53,6 +53,11 @@ public final class RegistryFactCache<Key: Hashable & Sendable, Value: Sendable>:
     /// Forgets `key`'s answer (the next caller loads it again).
     public func invalidate(_ key: Key) { state.withLock { _ = $0.entries.removeValue(forKey: key) } }
 
+    /// Forgets every answer whose key matches `predicate`.
+    public func invalidate(where predicate: (Key) -> Bool) {
+        state.withLock { state in state.entries = state.entries.filter { !predicate($0.key) } }
+    }
+
     /// The remembered answer for `key`, or the answer of the load in flight for it, or the answer
     /// of `load`, which this caller then runs for everyone asking meanwhile.
     public func value(for key: Key, load: @Sendable () async throws -> Value) async throws -> Value {

@@ -41,6 +41,15 @@ public final class LocalRegistry: Sendable {
     /// Log files of every listener, `host`'s first.
     public var logFiles: [String] { servers.map(\.logFile) }
 
+    /// Requests the registry has answered so far, on every listener (its access log has one
+    /// `response completed` line per request).
+    public var requestsServed: Int {
+        logFiles.reduce(0) { total, file in
+            let text = (try? String(contentsOfFile: file, encoding: .utf8)) ?? ""
+            return total + text.split(separator: "\n").filter { $0.contains("response completed") }.count
+        }
+    }
+
     private let server: ServerProcess
     private let servers: [ServerProcess]
     private let tokenServer: TokenServer?

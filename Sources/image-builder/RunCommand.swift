@@ -36,7 +36,7 @@ struct RunCommand: AsyncParsableCommand {
     var namespaces: [String] = []
 
     @Option(help: "ImageSpecs reconciled at once.")
-    var workers = 4
+    var workers = 16
 
     @Option(name: .customLong("kube-api-qps"), help: "Client-side limit on API requests per second (watches not counted); 0 for none.")
     var kubeAPIQPS: Double = 1000

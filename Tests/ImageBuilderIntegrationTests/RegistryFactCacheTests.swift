@@ -142,4 +142,70 @@ struct RegistryFactCacheTests {
             #expect(inspector.pushChecks.statistics.loads == 2)
         }
     }
+    // MARK: - Push checks per prefix
+
+    @Test func repositoriesBelowThePushPrefixShareOneCheck() throws {
+        let inspector = LiveRegistryInspector(client: RegistryClient(), pushPrefix: "registry.example:5000/team")
+        func key(_ text: String) throws -> LiveRegistryInspector.PushCheckKey.Scope {
+            inspector.pushCheckKey(for: try ImageReference(parsing: text), credential: nil).scope
+        }
+        #expect(try key("registry.example:5000/team/a:1") == .prefix("registry.example:5000/team"))
+        #expect(try key("registry.example:5000/team/b:2") == .prefix("registry.example:5000/team"))
+        #expect(try key("registry.example:5000/team/deep/c:1") == .repository("registry.example:5000/team/deep/c"),
+                "only repositories directly below the prefix are the prefix's")
+        #expect(try key("registry.example:5000/teamx/a:1") == .repository("registry.example:5000/teamx/a"))
+        #expect(try key("other.example/team/a") == .repository("other.example/team/a"))
+        // Docker Hub's defaults normalise the prefix and its repositories alike.
+        let hub = LiveRegistryInspector(client: RegistryClient(), pushPrefix: "team")
+        #expect(hub.pushCheckKey(for: try ImageReference(parsing: "team/a:1"), credential: nil).scope
+                == .prefix("docker.io/team"))
+    }
+
+    @Test func aBurstBelowOnePrefixMakesOnePushCheckUntilItExpires() async throws {
+        try await LocalRegistry.withRegistry(auth: .htpasswd(username: "builder", password: "right")) { registry in
+            let clock = ManualDate()
+            let inspector = LiveRegistryInspector(client: client(for: registry), pushCheckTTL: 600,
+                                                  pushPrefix: "\(registry.host)/bench", now: { clock.now })
+            let right = try DockerConfig(json: Data(#"{"auths":{"\#(registry.host)":{"username":"builder","password":"right"}}}"#.utf8))
+                .credential(forRegistry: registry.host)
+            let before = registry.requestsServed
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for index in 0..<40 {
+                    group.addTask { try await inspector.checkPushAccess(to: "\(registry.host)/bench/spec-\(index):abc", credential: right) }
+                }
+                try await group.waitForAll()
+            }
+            #expect(inspector.pushChecks.statistics.loads == 1, "40 repositories below one prefix, one check")
+            let burst = registry.requestsServed - before
+            #expect(burst > 0 && burst <= 4, "one check's round trips (ping, probe, cancel), not one per repository: \(burst)")
+
+            // A repository outside the prefix is its own check.
+            try await inspector.checkPushAccess(to: "\(registry.host)/elsewhere/app", credential: right)
+            #expect(inspector.pushChecks.statistics.loads == 2)
+
+            // Expiry: the prefix is asked again once its answer is as old as the TTL.
+            clock.advance(by: 599)
+            try await inspector.checkPushAccess(to: "\(registry.host)/bench/late", credential: right)
+            #expect(inspector.pushChecks.statistics.loads == 2)
+            clock.advance(by: 1)
+            try await inspector.checkPushAccess(to: "\(registry.host)/bench/late", credential: right)
+            #expect(inspector.pushChecks.statistics.loads == 3)
+            try await inspector.checkPushAccess(to: "\(registry.host)/elsewhere/app", credential: right)
+            #expect(inspector.pushChecks.statistics.loads == 4, "the other repository's answer expired too")
+
+            // A refused push under the prefix forgets the answer, with every credential.
+            inspector.forgetPushAccess(to: "\(registry.host)/bench/spec-3:abc")
+            try await inspector.checkPushAccess(to: "\(registry.host)/bench/spec-4", credential: right)
+            #expect(inspector.pushChecks.statistics.loads == 5)
+            try await inspector.checkPushAccess(to: "\(registry.host)/elsewhere/app", credential: right)
+            #expect(inspector.pushChecks.statistics.loads == 5, "another repository's answer is kept")
+
+            // Another credential is another key: a wrong password is refused, not served the prefix's grant.
+            let wrong = try DockerConfig(json: Data(#"{"auths":{"\#(registry.host)":{"username":"builder","password":"wrong"}}}"#.utf8))
+                .credential(forRegistry: registry.host)
+            await #expect(throws: RegistryError.self) {
+                try await inspector.checkPushAccess(to: "\(registry.host)/bench/spec-5", credential: wrong)
+            }
+        }
+    }
 }
