@@ -159,14 +159,14 @@ struct BuildShell: Sendable {
     func observe(_ imageSpec: ImageSpec, identity: BuildIdentity?) -> ImageSpecObservation {
         let namespace = imageSpec.metadata.namespace ?? ""
         let uid = imageSpec.metadata.uid
-        let owned = jobs.list(namespace: namespace)
-            .filter { uid != nil && $0.metadata.controllerReference?.uid == uid }
+        let owned = (uid.map { jobs.list(controlledBy: $0) } ?? [])
+            .filter { $0.metadata.namespace == namespace }
             .sorted { ($0.metadata.creationTimestamp ?? .distantPast) > ($1.metadata.creationTimestamp ?? .distantPast) }
         var foreign: Job?
         var pods: [String: Pod] = [:]
         let ownedUIDs = Set(owned.compactMap(\.metadata.uid))
-        let buildPodNames = Set(self.pods.list(namespace: namespace)
-            .filter { $0.metadata.controllerReference.map { ownedUIDs.contains($0.uid) } == true }
+        let buildPodNames = Set(ownedUIDs.flatMap { self.pods.list(controlledBy: $0) }
+            .filter { $0.metadata.namespace == namespace }
             .compactMap(\.metadata.name))
         if let identity {
             if let current = owned.first(where: { $0.metadata.name == identity.jobName }) {
@@ -175,8 +175,8 @@ struct BuildShell: Sendable {
                 foreign = named
             }
         }
-        let records = imageSpecJobs.list(namespace: namespace)
-            .filter { uid != nil && $0.metadata.controllerReference?.uid == uid }
+        let records = (uid.map { imageSpecJobs.list(controlledBy: $0) } ?? [])
+            .filter { $0.metadata.namespace == namespace }
         return ImageSpecObservation(
             imageSpec: imageSpec, ownedJobs: owned, foreignJob: foreign, pods: pods, imageSpecJobs: records,
             buildPodNames: buildPodNames, baseImageCheck: baseImageChecks.state(imageSpec.key), config: config, policy: policy, now: clock())
@@ -184,8 +184,9 @@ struct BuildShell: Sendable {
 
     /// The newest Pod of a Job (`BuildLogs.newestPod`).
     func newestPod(of job: Job) -> Pod? {
-        BuildLogs.newestPod(pods.list(namespace: job.metadata.namespace ?? "")
-            .filter { $0.metadata.controllerReference?.uid == job.metadata.uid && job.metadata.uid != nil })
+        guard let uid = job.metadata.uid else { return nil }
+        return BuildLogs.newestPod(pods.list(controlledBy: uid)
+            .filter { $0.metadata.namespace == job.metadata.namespace })
     }
 
     /// Fetches `needed` concurrently and adds the answers to `facts`.

@@ -30,11 +30,45 @@ public enum StoreChange<Object: KubeObject>: Sendable {
 /// Reads are synchronous and cheap (a lock, a dictionary). After each (re)list the whole content
 /// is swapped at once, so readers never see half a list. `hasSynced` turns true after the first
 /// list. An optional transform runs on every object before it is stored (e.g. to drop
-/// `managedFields`), to keep memory small.
+/// `managedFields`), to keep memory small. Objects are also indexed by their controller's UID, so
+/// that "what does this object control" costs the size of the answer, not of the cache.
 public final class Store<Object: KubeObject>: Sendable {
     private struct State {
         var objects: [ObjectKey: Object] = [:]
+        /// The keys of the objects each controller UID controls (`ownerReferences` with `controller`).
+        var byController: [String: Set<ObjectKey>] = [:]
         var hasSynced = false
+
+        mutating func store(_ object: Object) -> Object? {
+            let key = object.key
+            let old = objects.updateValue(object, forKey: key)
+            let oldController = old?.metadata.controllerReference?.uid
+            let newController = object.metadata.controllerReference?.uid
+            if oldController != newController {
+                if let oldController { unindex(key, from: oldController) }
+                if let newController { byController[newController, default: []].insert(key) }
+            }
+            return old
+        }
+
+        mutating func delete(_ key: ObjectKey) -> Object? {
+            guard let old = objects.removeValue(forKey: key) else { return nil }
+            if let controller = old.metadata.controllerReference?.uid { unindex(key, from: controller) }
+            return old
+        }
+
+        private mutating func unindex(_ key: ObjectKey, from controller: String) {
+            byController[controller]?.remove(key)
+            if byController[controller]?.isEmpty == true { byController[controller] = nil }
+        }
+
+        static func index(_ objects: [ObjectKey: Object]) -> [String: Set<ObjectKey>] {
+            var index: [String: Set<ObjectKey>] = [:]
+            for (key, object) in objects {
+                if let controller = object.metadata.controllerReference?.uid { index[controller, default: []].insert(key) }
+            }
+            return index
+        }
     }
 
     private let state = Mutex(State())
@@ -66,6 +100,13 @@ public final class Store<Object: KubeObject>: Sendable {
     /// The objects of one namespace.
     public func list(namespace: String) -> [Object] {
         state.withLock { state in state.objects.values.filter { $0.metadata.namespace == namespace } }
+    }
+
+    /// The objects whose controller (the owner reference with `controller: true`) has this UID.
+    public func list(controlledBy uid: String) -> [Object] {
+        state.withLock { state in
+            (state.byController[uid] ?? []).compactMap { state.objects[$0] }
+        }
     }
 
     /// The objects that satisfy `predicate`.
@@ -104,9 +145,11 @@ public final class Store<Object: KubeObject>: Sendable {
             let object = transform(item)
             fresh[object.key] = object
         }
+        let index = State.index(fresh)
         let previous = state.withLock { state in
             let previous = state.objects
             state.objects = fresh
+            state.byController = index
             state.hasSynced = true
             return previous
         }
@@ -132,9 +175,7 @@ public final class Store<Object: KubeObject>: Sendable {
     @discardableResult
     public func apply(_ item: Object) -> StoreChange<Object> {
         let object = transform(item)
-        let old = state.withLock { state in
-            state.objects.updateValue(object, forKey: object.key)
-        }
+        let old = state.withLock { state in state.store(object) }
         return old.map { .updated(old: $0, new: object) } ?? .added(object)
     }
 
@@ -142,9 +183,7 @@ public final class Store<Object: KubeObject>: Sendable {
     @discardableResult
     public func remove(_ item: Object) -> StoreChange<Object> {
         let object = transform(item)
-        _ = state.withLock { state in
-            state.objects.removeValue(forKey: object.key)
-        }
+        _ = state.withLock { state in state.delete(object.key) }
         return .deleted(object)
     }
 }

@@ -18,4 +18,9 @@ public struct StoreSet<Object: KubeObject>: Sendable {
     public func list(namespace: String) -> [Object] {
         stores.flatMap { $0.list(namespace: namespace) }
     }
+
+    /// The objects controlled by the object with this UID (`Store.list(controlledBy:)`).
+    public func list(controlledBy uid: String) -> [Object] {
+        stores.flatMap { $0.list(controlledBy: uid) }
+    }
 }

@@ -47,6 +47,37 @@ struct StoreTests {
         #expect(store.count == 0)
     }
 
+    @Test func objectsAreFoundByTheirControllersUID() {
+        func owned(_ name: String, by uid: String?, controller: Bool = true, namespace: String = "ns") -> ConfigMap {
+            var object = configMap(name, version: "1", namespace: namespace)
+            object.metadata.ownerReferences = uid.map {
+                [OwnerReference(apiVersion: "v1", kind: "Owner", name: "owner", uid: $0, controller: controller)]
+            }
+            return object
+        }
+        func names(_ objects: [ConfigMap]) -> [String] { objects.compactMap(\.metadata.name).sorted() }
+        let store = Store<ConfigMap>()
+        store.replace(with: [owned("a", by: "u1"), owned("b", by: "u1", namespace: "other"), owned("c", by: "u2"),
+                             owned("d", by: "u1", controller: false), owned("e", by: nil)])
+        #expect(names(store.list(controlledBy: "u1")) == ["a", "b"])
+        #expect(names(store.list(controlledBy: "u2")) == ["c"])
+        // A watch event that moves an object to another controller moves it in the index.
+        store.apply(owned("a", by: "u2"))
+        #expect(names(store.list(controlledBy: "u1")) == ["b"])
+        #expect(names(store.list(controlledBy: "u2")) == ["a", "c"])
+        store.apply(owned("d", by: "u1"))
+        #expect(names(store.list(controlledBy: "u1")) == ["b", "d"])
+        store.remove(owned("b", by: "u1", namespace: "other"))
+        store.apply(owned("c", by: nil))
+        #expect(names(store.list(controlledBy: "u1")) == ["d"])
+        #expect(names(store.list(controlledBy: "u2")) == ["a"])
+        // A relist rebuilds the index from what the list holds.
+        store.replace(with: [owned("x", by: "u3")])
+        #expect(store.list(controlledBy: "u1").isEmpty && store.list(controlledBy: "u2").isEmpty)
+        #expect(names(store.list(controlledBy: "u3")) == ["x"])
+        #expect(names(StoreSet([store, Store<ConfigMap>()]).list(controlledBy: "u3")) == ["x"])
+    }
+
     @Test func managedFieldsAreDroppedByDefault() {
         let store = Store<ConfigMap>()
         store.apply(configMap("a", version: "1"))
