@@ -42,9 +42,7 @@ struct RealBuildTests {
     static func withOperator<T: Sendable>(_ cluster: NodeCluster, namespace: String, config: OperatorConfig,
                                           _ body: @Sendable (KubernetesClient) async throws -> T) async throws -> T {
         let client = try cluster.controlPlane.client()
-        _ = try await cluster.kubectl(["apply", "-k", crds])
-        _ = try await cluster.kubectl(["wait", "--for=condition=Established", "crd/imagespecs.primehub.io",
-                                       "crd/imagespecjobs.primehub.io", "crd/images.primehub.io", "--timeout=60s"])
+        try await SharedClusterCRDs.installation.install(on: cluster)
         let imageBuilder = ImageBuilderOperator(
             client: client, config: config,
             options: .init(namespaces: [namespace], workers: 2, probePort: nil, stalledRetryInterval: .seconds(5)))
@@ -279,6 +277,25 @@ struct RealBuildTests {
     }
 }
 
+/// The project's CRDs on the shared node tier, applied once for every suite here. Two suites applying
+/// them at the same moment raced in a CI run: kubectl's create of a CRD the other had just created
+/// failed with AlreadyExists.
+actor SharedClusterCRDs {
+    static let installation = SharedClusterCRDs()
+    private var applied: Task<Void, any Error>?
+
+    func install(on cluster: NodeCluster) async throws {
+        // Unstructured on purpose, like `NodeCluster.shared()`: owned by no single caller.
+        let task = applied ?? Task {
+            _ = try await cluster.kubectl(["apply", "-k", RealBuildTests.crds])
+            _ = try await cluster.kubectl(["wait", "--for=condition=Established", "crd/imagespecs.primehub.io",
+                                           "crd/imagespecjobs.primehub.io", "crd/images.primehub.io", "--timeout=60s"])
+        }
+        applied = task
+        try await task.value
+    }
+}
+
 /// `image-builder logs` reading real Pod logs from a kubelet: a Job shaped like buildah's isolated
 /// build (an init container `build-image` whose log the `build` container replays before its own
 /// lines), named in an ImageSpec's status. No operator: the log plumbing is what is tested.
@@ -289,8 +306,7 @@ struct LogsCommandTests {
         let cluster = try await NodeCluster.shared()
         let namespace = try await cluster.controlPlane.makeNamespace("logs")
         let client = try cluster.controlPlane.client()
-        _ = try await cluster.kubectl(["apply", "-k", RealBuildTests.crds])
-        _ = try await cluster.kubectl(["wait", "--for=condition=Established", "crd/imagespecs.primehub.io", "--timeout=60s"])
+        try await SharedClusterCRDs.installation.install(on: cluster)
         let spec = try await client.create(ImageSpec(metadata: ObjectMeta(name: "logged", namespace: namespace),
                                                      spec: ImageSpecSpec(baseImage: RealBuildTests.base(cluster), packages: Packages(apt: ["jq"]))))
         var status = ImageSpecStatus(phase: "Running", jobName: "logged-0000beef", image: "")
