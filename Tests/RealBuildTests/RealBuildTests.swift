@@ -61,8 +61,10 @@ struct RealBuildTests {
         }
     }
 
+    /// Waits for `condition` on the ImageSpec `name`. The default deadline is generous: on a loaded
+    /// 2-core CI machine a real build with apt and pip took more than 600 s.
     static func waitFor(_ client: KubernetesClient, _ name: String, namespace: String, _ what: String,
-                        timeout: Duration = .seconds(600), _ condition: @escaping @Sendable (ImageSpec) -> Bool) async throws -> ImageSpec {
+                        timeout: Duration = .seconds(1200), _ condition: @escaping @Sendable (ImageSpec) -> Bool) async throws -> ImageSpec {
         var last: ImageSpec?
         do {
             try await eventually(timeout: timeout, "\(name): \(what)") {
