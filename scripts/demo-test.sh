@@ -78,11 +78,17 @@ for _ in $(seq 300); do
   [ -z "$job" ] || break; sleep 1
 done
 [ -n "$job" ] || fatal "no build Job for $spec within 5 minutes"
+# The build runs in the Pod's init container (buildah's isolated build; the Pod is Pending then)
+# and the `build` container only hands the result back, so "during the build" is: some container
+# of the build Pod has started and the Pod has not finished.
+phase=""; started=""
 for _ in $(seq 300); do
-  running=$(k get pods -n "$NS" -l "job-name=$job" -o 'jsonpath={.items[0].status.phase}' 2>/dev/null || true)
-  [ "$running" != Running ] || break; sleep 1
+  state=$(k get pods -n "$NS" -l "job-name=$job" -o 'jsonpath={.items[0].status.phase} {.items[0].status.initContainerStatuses[*].state.running.startedAt}{.items[0].status.containerStatuses[*].state.running.startedAt}' 2>/dev/null || true)
+  phase=${state%% *}; started=${state#"$phase"}; started=${started# }
+  case "$phase" in Succeeded|Failed) break ;; esac
+  [ -z "$started" ] || break; sleep 1
 done
-[ "$running" = Running ] || fatal "the build Pod of $job is not Running within 5 minutes (${running:-no Pod})"
+[ -n "$started" ] || fatal "no container of the build Pod of $job running within 5 minutes (Pod phase: ${phase:-no Pod})"
 holder=$(k get lease image-builder -n "$NS" -o 'jsonpath={.spec.holderIdentity}')
 lease_seconds=$(k get lease image-builder -n "$NS" -o 'jsonpath={.spec.leaseDurationSeconds}')
 leader_pod=${holder%%_*}
