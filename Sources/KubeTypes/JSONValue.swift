@@ -68,7 +68,16 @@ public enum JSONValue: Sendable, Hashable, Codable {
         case .null: try container.encodeNil()
         case .bool(let value): try container.encode(value)
         case .int(let value): try container.encode(value)
-        case .double(let value): try container.encode(value)
+        case .double(let value):
+            // An integral Double that fits Int64 is written as that integer. Foundation writes
+            // those from 1e16 on in exponent form (`6.666666666666667e+18`), which its decoder
+            // then reads back as an Int64: the value would change kind on every write-back.
+            // Below 1e16 Foundation already writes them without a fraction (`2.0` as `2`).
+            if value.rounded() == value, let integer = Int64(exactly: value) {
+                try container.encode(integer)
+            } else {
+                try container.encode(value)
+            }
         case .string(let value): try container.encode(value)
         case .array(let value): try container.encode(value)
         case .object(let value): try container.encode(value)

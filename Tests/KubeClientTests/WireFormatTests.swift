@@ -185,6 +185,26 @@ import Testing
         #expect(throws: DecodingError.self) { try KubeJSON.decoder.decode(Pod.self, from: pod) }
     }
 
+    /// The json fuzz target's finding: `6666666666666666666.6` read as the Double
+    /// 6.666666666666667e18 was written as `6.666666666666667e+18`, which reads back as an Int64
+    /// and is written differently again, so every write-back changed the number's text.
+    @Test(arguments: ["6666666666666666666.6", "6.666666666666667e+18", "1e16", "-9.2e18", "2.0", "1e19", "0.5", "-0.0", "1.5e300"])
+    func writingANumberBackIsStableAfterOneStep(text: String) throws {
+        let decoded = try KubeJSON.decoder.decode(JSONValue.self, from: Data("[\(text)]".utf8))
+        let once = try KubeJSON.encoder.encode(decoded)
+        let again = try KubeJSON.decoder.decode(JSONValue.self, from: once)
+        #expect(try KubeJSON.encoder.encode(again) == once, "\(text) was written as \(String(decoding: once, as: UTF8.self))")
+        #expect(number(again) == number(decoded), "\(text)")
+    }
+
+    private func number(_ array: JSONValue) -> Double? {
+        switch array.arrayValue?.first {
+        case .int(let value): Double(value)
+        case .double(let value): value
+        default: nil
+        }
+    }
+
     @Test func modelsRoundTripThroughJSON() throws {
         let job = Job(
             metadata: ObjectMeta(name: "j", namespace: "ns", labels: ["a": "b"]),
