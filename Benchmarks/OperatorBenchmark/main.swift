@@ -307,6 +307,42 @@ struct Metrics {
             .reduce(0, +)
     }
 
+    /// The seconds and the count of every part of a pass (`image_builder_pass_part_seconds`), of
+    /// the wait in the work queue and of the whole passes, by controller.
+    func passParts() async throws -> [String: (seconds: Double, count: Double)] {
+        let families = [("image_builder_pass_part_seconds", ""), ("workqueue_queue_duration_seconds", "queue wait "),
+                        ("controller_runtime_reconcile_time_seconds", "whole pass ")]
+        var parts: [String: (seconds: Double, count: Double)] = [:]
+        for line in try await text().split(separator: "\n") {
+            for (family, title) in families {
+                for (suffix, isSum) in [("_sum{", true), ("_count{", false)] where line.hasPrefix(family + suffix) {
+                    guard let close = line.lastIndex(of: "}"), let value = line.split(separator: " ").last.flatMap({ Double($0) })
+                    else { continue }
+                    let labels = line[line.index(line.startIndex, offsetBy: family.count + suffix.count)..<close]
+                    let part = title.isEmpty
+                        ? String(labels.dropFirst("part=\"".count).dropLast())
+                        : title + "{" + labels + "}"
+                    if isSum { parts[part, default: (0, 0)].seconds = value } else { parts[part, default: (0, 0)].count = value }
+                }
+            }
+        }
+        return parts
+    }
+
+    /// Where the passes between two readings of `passParts()` spent their time, one line a part,
+    /// the most time first: what bounds a reaction, measured inside the operator.
+    static func profile(from before: [String: (seconds: Double, count: Double)],
+                        to after: [String: (seconds: Double, count: Double)], reactions: Int) -> [String] {
+        let deltas = after.map { part, now in
+            (part: part, seconds: now.seconds - (before[part]?.seconds ?? 0), count: now.count - (before[part]?.count ?? 0))
+        }.filter { $0.count > 0 }.sorted { $0.seconds > $1.seconds }
+        return deltas.map { delta in
+            "  " + delta.part.padding(toLength: max(delta.part.count, 56), withPad: " ", startingAt: 0)
+                + String(format: " %6.0f× %7.1f ms mean, %6.1f ms per ImageSpec", delta.count,
+                         delta.seconds / delta.count * 1000, delta.seconds / Double(max(reactions, 1)) * 1000)
+        }
+    }
+
     func ready() async -> Bool {
         guard let response = try? await HTTPClient.shared.send(HTTPRequest(url: "http://127.0.0.1:\(port)/readyz", timeout: .seconds(5)))
         else { return false }
@@ -492,24 +528,43 @@ func measure(_ options: Options, controlPlane: ControlPlane, registry: LocalRegi
 
         // 1. Reaction: create → Job, sequential.
         var reactions: [String: [Double]] = [:]
+        var profiles = ""
+        func addProfile(_ title: String, since before: [String: (seconds: Double, count: Double)], reactions: Int) async throws {
+            let lines = Metrics.profile(from: before, to: try await metrics.passParts(), reactions: reactions)
+            profiles += "\nimage-builder's passes, \(title) (image_builder_pass_part_seconds):\n" + lines.joined(separator: "\n") + "\n"
+            say("passes, \(title):\n" + lines.joined(separator: "\n"))
+        }
+        func profiled(_ title: String, _ body: () async throws -> Void) async throws {
+            let before = try await metrics.passParts()
+            try await body()
+            try await addProfile(title, since: before, reactions: options.sequential)
+        }
+        /// The passes image-builder made during `body`, profiled; the peer's run as it is.
+        func sequential(_ namespace: String, _ title: String, _ body: () async throws -> Void) async throws {
+            if namespace == "ib" { try await profiled(title, body) } else { try await body() }
+        }
         for namespace in sides {
-            for index in 0..<options.sequential {
-                let name = String(format: "r-%05d", index)
-                let start = ContinuousClock.now
-                _ = try await bench.createSpec(name, namespace: namespace)
-                let seen = try await observer.jobs.wait("\(namespace)/\(bench.jobName(name))")
-                reactions[namespace, default: []].append(seconds(seen - start))
+            try await sequential(namespace, "create → Job, \(options.sequential) sequential") {
+                for index in 0..<options.sequential {
+                    let name = String(format: "r-%05d", index)
+                    let start = ContinuousClock.now
+                    _ = try await bench.createSpec(name, namespace: namespace)
+                    let seen = try await observer.jobs.wait("\(namespace)/\(bench.jobName(name))")
+                    reactions[namespace, default: []].append(seconds(seen - start))
+                }
             }
             say("reaction \(namespace): p50 \(milliseconds(percentile(reactions[namespace]!, 50))) p99 \(milliseconds(percentile(reactions[namespace]!, 99)))")
         }
         // 2. Status reaction: the build ends (Pod, then Job status) → the ImageSpec's status.
         var statusReactions: [String: [Double]] = [:]
         for namespace in sides {
-            for index in 0..<options.sequential {
-                let name = String(format: "r-%05d", index)
-                let start = try await bench.finish(job: bench.jobName(name), namespace: namespace)
-                let seen = try await observer.finished.wait("\(namespace)/\(name)")
-                statusReactions[namespace, default: []].append(max(seconds(seen - start), 0))
+            try await sequential(namespace, "build ends → status, \(options.sequential) sequential") {
+                for index in 0..<options.sequential {
+                    let name = String(format: "r-%05d", index)
+                    let start = try await bench.finish(job: bench.jobName(name), namespace: namespace)
+                    let seen = try await observer.finished.wait("\(namespace)/\(name)")
+                    statusReactions[namespace, default: []].append(max(seconds(seen - start), 0))
+                }
             }
             say("status reaction \(namespace): p50 \(milliseconds(percentile(statusReactions[namespace]!, 50))) p99 \(milliseconds(percentile(statusReactions[namespace]!, 99)))")
         }
@@ -530,6 +585,7 @@ func measure(_ options: Options, controlPlane: ControlPlane, registry: LocalRegi
         let names = (0..<options.burst).map { String(format: "b-%05d", $0) }
         for namespace in sides {
             let apiBefore = namespace == "ib" ? try await metrics.apiRequests() : 0
+            let partsBefore = namespace == "ib" ? try await metrics.passParts() : [:]
             let registryBefore = registry.requestsServed
             let start = ContinuousClock.now
             try await concurrently(names, width: options.createConcurrency) { name in _ = try await bench.createSpec(name, namespace: namespace) }
@@ -545,6 +601,7 @@ func measure(_ options: Options, controlPlane: ControlPlane, registry: LocalRegi
                 perSpec.api = (try await metrics.apiRequests() - apiBefore) / Double(options.burst)
                 perSpec.registry = Double(registry.requestsServed - registryBefore) / Double(options.burst)
                 afterBurst["ib"] = operatorProcess.memory
+                try await addProfile("\(options.burst) at once", since: partsBefore, reactions: options.burst)
             } else {
                 try await Task.sleep(for: .seconds(3))
                 afterBurst["peer"] = peerProcess?.memory
@@ -658,7 +715,7 @@ func measure(_ options: Options, controlPlane: ControlPlane, registry: LocalRegi
             rows.append(Row(measure: "CPU per idle minute; API requests idle (\(options.idleSeconds) s)",
                             ours: String(format: "%.2f s; %.0f", idleCPU, idleRequests), peer: "—", floor: "—", ratio: "—", goal: "≈ 0; 0"))
         }
-        return table(rows, options: options)
+        return table(rows, options: options) + profiles
     }
     return try await withThrowingTaskGroup(of: String?.self) { group in
         group.addTask {

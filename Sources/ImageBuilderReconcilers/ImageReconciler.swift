@@ -33,7 +33,7 @@ public struct ImageReconciler: Reconciler {
         guard let image = images.get(key), image.metadata.deletionTimestamp == nil,
               let request = ImagePath.imageSpec(of: image)
         else {
-            shell.baseImageChecks.forget(key)
+            shell.forget(key)
             return .done
         }
         let shell = self.shell
@@ -48,8 +48,9 @@ public struct ImageReconciler: Reconciler {
             },
             writeStatus: { status in
                 let updated = ImagePath.image(image, with: status, identity: identity, config: config)
-                guard updated != image else { return }
-                _ = try await shell.client.update(updated, options: WriteOptions(fieldManager: BuildShell.fieldManager))
+                guard updated != image else { return nil }
+                return try await shell.client.update(updated, options: WriteOptions(fieldManager: BuildShell.fieldManager))
+                    .metadata.resourceVersion
             })
     }
 }

@@ -13,7 +13,8 @@ import Synchronization
 /// ImageSpec, its Jobs and the current build's Pod from the watch caches, fetches the facts the
 /// decision asks for (secrets, registry answers), performs the decided actions, writes the status
 /// once (a merge patch of `/status` conditional on the resourceVersion it was decided from: a
-/// conflict means "decide again"), then records the Events and metrics of the transition it wrote.
+/// conflict means "decide again"), then records the Events and metrics of the transition it wrote
+/// and performs the bookkeeping decided to follow the status (ImageSpecJob status writes).
 public struct ImageSpecReconciler: Reconciler {
     public let imageSpecs: StoreSet<ImageSpec>
     let shell: BuildShell
@@ -37,7 +38,7 @@ public struct ImageSpecReconciler: Reconciler {
     public func reconcile(_ key: ObjectKey) async throws -> ReconcileResult {
         guard let cached = imageSpecs.get(key), cached.metadata.deletionTimestamp == nil else {
             // Deleted: Kubernetes' garbage collector removes what it owned.
-            shell.baseImageChecks.forget(key)
+            shell.forget(key)
             return .done
         }
         let shell = self.shell
@@ -53,8 +54,8 @@ public struct ImageSpecReconciler: Reconciler {
 }
 
 /// The I/O shell every build path shares: it reads the caches, asks `ImageSpecDecider` (again
-/// while it needs facts), performs the actions, writes the status once through the path's writer
-/// and records what the written status says happened.
+/// while it needs facts), performs the actions, writes the status once through the path's writer,
+/// records what the written status says happened and performs the actions that follow it.
 struct BuildShell: Sendable {
     let client: KubernetesClient
     let config: OperatorConfig
@@ -66,6 +67,7 @@ struct BuildShell: Sendable {
     let clock: @Sendable () -> Date
     let policy: ReconcilePolicy
     let baseImageChecks: BaseImageCheckBook
+    let ownWrites = OwnWriteBook()
     let logger: Logger
 
     static let fieldManager = "image-builder"
@@ -90,11 +92,13 @@ struct BuildShell: Sendable {
 
     /// One pass over `imageSpec` (an ImageSpec, or an Image's build request seen as one), prepared
     /// (validated, its build identity computed) once by the caller as `prepared`.
-    /// `currentVersion` reads the source object's resourceVersion from the API; `writeStatus`
-    /// writes the decided status and throws a Conflict when the object changed.
+    /// `currentVersion` reads the source object's resourceVersion from the API (asked only when
+    /// the cache may not show this process's last write, see `OwnWriteBook`); `writeStatus`
+    /// writes the decided status, returns the object's resourceVersion after the write (nil when
+    /// it wrote nothing) and throws a Conflict when the object changed.
     func reconcile(_ imageSpec: ImageSpec, prepared: PreparedSpec, about target: ObjectReference,
                    currentVersion: @escaping @Sendable () async throws -> String?,
-                   writeStatus: @Sendable (ImageSpecStatus) async throws -> Void) async throws -> ReconcileResult {
+                   writeStatus: @Sendable (ImageSpecStatus) async throws -> String?) async throws -> ReconcileResult {
         let key = imageSpec.key
         var logger = self.logger
         logger[metadataKey: target.kind == "Image" ? "image" : "imagespec"] = "\(key)"
@@ -107,7 +111,9 @@ struct BuildShell: Sendable {
             case .decided(let decided):
                 decision = decided
             case .needs(let facts):
-                observation.facts = try await fetch(facts, into: observation.facts, for: imageSpec, currentVersion: currentVersion)
+                observation.facts = try await PassTiming.timed("fetch " + PassTiming.label(facts.map(\.kindName))) {
+                    try await fetch(facts, into: observation.facts, for: imageSpec, currentVersion: currentVersion)
+                }
             }
             if decision != nil { break }
         }
@@ -120,7 +126,10 @@ struct BuildShell: Sendable {
 
         // Act.
         for step in decision.steps {
-            if try await perform(step, owner: imageSpec) == .retryLater {
+            let result = try await PassTiming.timed("act " + PassTiming.label(step.map(\.kindName))) {
+                try await perform(step, owner: imageSpec)
+            }
+            if result == .retryLater {
                 return .requeue(after: .seconds(2))
             }
         }
@@ -131,7 +140,8 @@ struct BuildShell: Sendable {
         // Write the status once; then what it records happened.
         if decision.status != (imageSpec.status ?? ImageSpecStatus()) {
             do {
-                try await writeStatus(decision.status)
+                let written = try await PassTiming.timed("write status") { try await writeStatus(decision.status) }
+                if let written { ownWrites.remember(key, version: written) }
             } catch let error as APIError where error.isConflict {
                 // The cache was behind: this pass worked from an older object. Its actions stand
                 // (they are idempotent); the decision is made again from the newer one.
@@ -145,12 +155,24 @@ struct BuildShell: Sendable {
             registry.forgetPushAccess(to: targetImage)
         }
         for metric in decision.metrics { BuildMetrics.record(metric) }
+        if !decision.afterStatus.isEmpty {
+            // Decided again by every pass: one that fails here leaves them to the retry.
+            _ = try await PassTiming.timed("act after status " + PassTiming.label(decision.afterStatus.map(\.kindName))) {
+                try await perform(decision.afterStatus, owner: imageSpec)
+            }
+        }
 
         switch decision.next {
         case .done: return .done
         case .after(let delay): return .requeue(after: delay)
         case .backoff(let message): throw RetryableFailure(message: message)
         }
+    }
+
+    /// Forgets what the shell keeps about a deleted source object.
+    func forget(_ key: ObjectKey) {
+        baseImageChecks.forget(key)
+        ownWrites.forget(key)
     }
 
     // MARK: - Reading
@@ -234,7 +256,11 @@ struct BuildShell: Sendable {
         let namespace = imageSpec.metadata.namespace
         switch fact {
         case .currentResourceVersion:
-            return .currentResourceVersion(try await currentVersion())
+            let cached = imageSpec.metadata.resourceVersion
+            if ownWrites.cacheShowsOwnWrites(imageSpec.key, cachedVersion: cached) { return .currentResourceVersion(cached) }
+            let current = try await currentVersion()
+            if let current, current == cached { ownWrites.remember(imageSpec.key, version: current) }
+            return .currentResourceVersion(current)
         case .secrets:
             async let pull = secret(named: imageSpec.spec.pullSecret, role: "pull secret (spec.pullSecret)", namespace: namespace)
             async let push = secret(named: config.registry.pushSecret, role: "push secret (registry.pushSecret)", namespace: namespace)
@@ -401,7 +427,8 @@ struct BuildShell: Sendable {
     /// that worked from a stale cache cannot overwrite newer status (409 Conflict instead). Where
     /// the installed CRD prunes the status to PrimeHub's three fields (PrimeHub's own CRD), the
     /// decision's state goes into the build-state annotation, conditional on the version written.
-    func patchStatus(_ status: ImageSpecStatus, of imageSpec: ImageSpec) async throws {
+    @discardableResult
+    func patchStatus(_ status: ImageSpecStatus, of imageSpec: ImageSpec) async throws -> String? {
         var patch: JSONValue = ["status": try JSONValue(encoding: status)]
         if let resourceVersion = imageSpec.metadata.resourceVersion {
             patch["metadata"] = ["resourceVersion": .string(resourceVersion)]
@@ -411,11 +438,12 @@ struct BuildShell: Sendable {
                                                    patch: .merge(patch))
         guard BuildStateAnnotation.wasPruned(sent: status, written: written), let text = BuildStateAnnotation.text(of: status),
               written.metadata.annotations?[MetadataKeys.imageBuildState] != text
-        else { return }
+        else { return written.metadata.resourceVersion }
         var metadata: JSONValue = ["annotations": [MetadataKeys.imageBuildState: .string(text)]]
         if let resourceVersion = written.metadata.resourceVersion { metadata["resourceVersion"] = .string(resourceVersion) }
-        _ = try await client.patch(ImageSpec.self, name: name, namespace: imageSpec.metadata.namespace,
-                                   patch: .merge(["metadata": metadata]), options: WriteOptions(fieldManager: Self.fieldManager))
+        return try await client.patch(ImageSpec.self, name: name, namespace: imageSpec.metadata.namespace,
+                                      patch: .merge(["metadata": metadata]), options: WriteOptions(fieldManager: Self.fieldManager))
+            .metadata.resourceVersion
     }
 
     func record(_ decided: [DecidedEvent], about target: ObjectReference, logger: Logger) {
@@ -454,6 +482,25 @@ extension ConfigMap: ContentComparable {
 
 extension Secret: ContentComparable {
     func hasSameContent(as other: Secret) -> Bool { data == other.data && type == other.type }
+}
+
+/// The resourceVersion each source object (ImageSpec, or Image asking for a build) had after this
+/// process's last status write to it, or when the API last confirmed the cache's version. A
+/// cached object at exactly that version shows every write this process made, and so does one
+/// this process never wrote (a fresh start lists what was written before it): such a pass may
+/// start or remove a build without asking the API for the current version
+/// (`Fact.currentResourceVersion`). Any other version (the cache is behind, or someone else wrote
+/// since) is asked of the API. Versions are only compared for equality, as the API requires.
+final class OwnWriteBook: Sendable {
+    private let versions = Mutex<[ObjectKey: String]>([:])
+
+    func cacheShowsOwnWrites(_ key: ObjectKey, cachedVersion: String?) -> Bool {
+        guard let cachedVersion else { return false }
+        return versions.withLock { versions in versions[key].map { $0 == cachedVersion } ?? true }
+    }
+
+    func remember(_ key: ObjectKey, version: String) { versions.withLock { $0[key] = version } }
+    func forget(_ key: ObjectKey) { versions.withLock { _ = $0.removeValue(forKey: key) } }
 }
 
 /// When each ImageSpec's base tag was last resolved again, and a rate limit for the rebuilds that
@@ -503,6 +550,25 @@ final class BaseImageCheckBook: Sendable {
 }
 
 /// Build counters and durations by result.
+/// Where a pass spends its time: each round of fetched facts, each step of actions and the
+/// status write, as `image_builder_pass_part_seconds{part}` (part: "fetch secrets+targetImage",
+/// "act createJob", "write status"; the kinds sorted, so the labels are few and stable).
+enum PassTiming {
+    static func label(_ kinds: [String]) -> String {
+        Set(kinds).sorted().joined(separator: "+")
+    }
+
+    static func timed<T>(_ part: String, _ body: () async throws -> T) async rethrows -> T {
+        let start = ContinuousClock.now
+        defer {
+            let elapsed = (ContinuousClock.now - start).components
+            Timer(label: "image_builder_pass_part_seconds", dimensions: [("part", part)])
+                .recordNanoseconds(elapsed.seconds * 1_000_000_000 + elapsed.attoseconds / 1_000_000_000)
+        }
+        return try await body()
+    }
+}
+
 enum BuildMetrics {
     static func record(_ metric: BuildMetric) {
         switch metric {

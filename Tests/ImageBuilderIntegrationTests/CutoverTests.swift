@@ -45,6 +45,10 @@ struct CutoverTests {
             let built = try await world.waitFor("records", "succeeded") { $0.isTrue(Condition.ready) }
             #expect(built.status?.phase == "Succeeded" && built.status?.digest == Self.digest)
             #expect(built.status?.image == "\(world.registry.host)/primehub/records:\(hash(world, apt: ["curl"]))")
+            // The record's status is bookkeeping written just after the ImageSpec's.
+            try await eventually("ImageSpecJob \(jobName) is Succeeded") {
+                try await record(jobName, in: world)?.status?.phase == "Succeeded"
+            }
             let finished = try #require(try await record(jobName, in: world)?.status)
             #expect(finished.phase == "Succeeded" && finished.podName.hasPrefix("\(jobName)-pod") && finished.finishTime != nil)
             let history = try await world.client.list(ImageSpecJob.self, namespace: world.namespace,

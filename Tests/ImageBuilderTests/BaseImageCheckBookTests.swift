@@ -32,3 +32,21 @@ import Testing
         #expect(book.lastCheck(key) == nil && book.pendingRebuild(key) == nil)
     }
 }
+
+@Suite struct OwnWriteBookTests {
+    /// The book lets a pass skip asking the API for the current version only when the cache shows
+    /// this process's last write (or there was none).
+    @Test func aCachedVersionIsCurrentOnlyWhenItShowsTheLastOwnWrite() {
+        let book = OwnWriteBook()
+        let key = ObjectKey(namespace: "hub", name: "a"), other = ObjectKey(namespace: "hub", name: "b")
+        #expect(book.cacheShowsOwnWrites(key, cachedVersion: "7"), "never written by this process")
+        #expect(!book.cacheShowsOwnWrites(key, cachedVersion: nil), "a cached object without a version")
+        book.remember(key, version: "9")
+        #expect(!book.cacheShowsOwnWrites(key, cachedVersion: "7"), "the cache is behind the write")
+        #expect(!book.cacheShowsOwnWrites(key, cachedVersion: "12"), "someone else wrote after it: only equality counts")
+        #expect(book.cacheShowsOwnWrites(key, cachedVersion: "9"))
+        #expect(book.cacheShowsOwnWrites(other, cachedVersion: "7"), "kept per object")
+        book.forget(key)
+        #expect(book.cacheShowsOwnWrites(key, cachedVersion: "7"), "forgotten with the object")
+    }
+}

@@ -272,8 +272,11 @@ struct Pass {
 
     var status: ImageSpecStatus { decision.status }
     var asked: Set<Fact> { rounds.reduce(into: []) { $0.formUnion($1) } }
-    /// The action kinds, step by step.
-    var steps: [[String]] { decision.steps.map { $0.map(\.kind) } }
+    /// The action kinds, step by step; the actions after the status write last, marked so.
+    var steps: [[String]] {
+        decision.steps.map { $0.map(\.kind) }
+            + (decision.afterStatus.isEmpty ? [] : [decision.afterStatus.map { "after status: " + $0.kind }])
+    }
     var actions: [BuildAction] { decision.actions }
     var eventReasons: [Reason] { decision.events.map(\.reason) }
     var metricNames: [String] { decision.metrics.map(\.name) }

@@ -105,7 +105,7 @@ enum DecisionTable {
         DecisionRow(name: "failed: \(reason.rawValue)",
                     observation: building(conditions: [World.failed(jobReason, at: World.t0.addingTimeInterval(90))], state: state),
                     expected: Expected(phase: .failed, state: .stalled, reason: reason, events: [.warning(reason)], metrics: ["failed"],
-                                       steps: [["deleteRegistrySecret"], ["writeImageSpecJobStatus"]], next: .done, recordReason: reason))
+                                       steps: [["deleteRegistrySecret"], ["after status: writeImageSpecJobStatus"]], next: .done, recordReason: reason))
     }
 
     /// A build whose Pod cannot start: given up (the Job deleted).
@@ -114,12 +114,13 @@ enum DecisionTable {
         DecisionRow(name: "stuck: \(reason.rawValue)",
                     observation: building(state: state, podConditions: podConditions, now: World.t0.addingTimeInterval(seconds)),
                     expected: Expected(phase: .failed, state: .stalled, reason: reason, events: [.warning(reason)], metrics: ["failed"],
-                                       steps: [["deleteJob"], ["writeImageSpecJobStatus"]], next: .done, recordReason: reason))
+                                       steps: [["deleteJob"], ["after status: writeImageSpecJobStatus"]], next: .done, recordReason: reason))
     }
 
     static let succeededJob = [World.complete(at: World.t0.addingTimeInterval(90))]
     static let digestMessage = World.terminated(0, World.imageDigest + "\n", at: World.t0.addingTimeInterval(90))
-    static let start: [[String]] = [["ensureConfigMap", "ensureImageSpecJob", "ensureSecret"], ["createJob", "writeImageSpecJobStatus"]]
+    static let start: [[String]] = [["ensureConfigMap", "ensureSecret"], ["createJob", "ensureImageSpecJob"],
+                                    ["after status: writeImageSpecJobStatus"]]
     static let publish = Publish(displayName: "Demo notebook")
 
     static let rows: [DecisionRow] = [
@@ -169,14 +170,14 @@ enum DecisionTable {
         DecisionRow(name: "BuildPending (no Pod yet)", observation: building(state: nil, now: World.t0.addingTimeInterval(10)),
                     expected: Expected(phase: .pending, state: .reconciling, reason: .buildPending, next: .after(.seconds(30)))),
         DecisionRow(name: "Building", observation: building(state: World.running()),
-                    expected: Expected(phase: .running, state: .reconciling, reason: .building, steps: [["writeImageSpecJobStatus"]], next: .done)),
+                    expected: Expected(phase: .running, state: .reconciling, reason: .building, steps: [["after status: writeImageSpecJobStatus"]], next: .done)),
         DecisionRow(name: "Finishing (complete, digest not in view yet)",
                     observation: building(conditions: [World.complete(at: World.now.addingTimeInterval(-5))],
                                           state: World.terminated(0, nil)),
-                    expected: Expected(phase: .running, state: .reconciling, reason: .finishing, steps: [["writeImageSpecJobStatus"]], next: .after(.seconds(1)))),
+                    expected: Expected(phase: .running, state: .reconciling, reason: .finishing, steps: [["after status: writeImageSpecJobStatus"]], next: .after(.seconds(1)))),
         DecisionRow(name: "BuildSucceeded", observation: building(conditions: succeededJob, state: digestMessage),
                     expected: Expected(phase: .succeeded, state: .ready, reason: .buildSucceeded, events: [.normal(.buildSucceeded)],
-                                       metrics: ["succeeded"], steps: [["deleteRegistrySecret"], ["writeImageSpecJobStatus"]], next: .done)),
+                                       metrics: ["succeeded"], steps: [["deleteRegistrySecret"], ["after status: writeImageSpecJobStatus"]], next: .done)),
         DecisionRow(name: "BuildSucceeded (adopted: the Job is gone)", observation: {
             let identity = try World.identity()
             return observe(World.imageSpec(status: World.succeededStatus(identity)))
@@ -197,11 +198,11 @@ enum DecisionTable {
             changed.imageSpecJobs = records
             return changed
         }, expected: Expected(phase: .running, state: .reconciling, reason: .building, events: [.warning(.anotherController)],
-                              steps: [["writeImageSpecJobStatus"]], next: .done)),
+                              steps: [["after status: writeImageSpecJobStatus"]], next: .done)),
         DecisionRow(name: "Published", observation: building(World.spec(publish: publish), conditions: succeededJob, state: digestMessage),
                     expected: Expected(phase: .succeeded, state: .ready, reason: .buildSucceeded,
                                        events: [.normal(.buildSucceeded), ExpectedEvent(reason: .published, aboutActions: true)],
-                                       metrics: ["succeeded"], steps: [["deleteRegistrySecret"], ["createImage"], ["writeImageSpecJobStatus"]], next: .done)),
+                                       metrics: ["succeeded"], steps: [["deleteRegistrySecret"], ["createImage"], ["after status: writeImageSpecJobStatus"]], next: .done)),
         DecisionRow(name: "PublishSkipped (an Image of that name that is not ours)",
                     observation: building(World.spec(publish: publish), conditions: succeededJob, state: digestMessage),
                     answers: Answers.standard.with {
@@ -210,7 +211,7 @@ enum DecisionTable {
                     },
                     expected: Expected(phase: .succeeded, state: .ready, reason: .buildSucceeded,
                                        events: [.normal(.buildSucceeded), ExpectedEvent(reason: .publishSkipped, warning: true, aboutActions: true)],
-                                       metrics: ["succeeded"], steps: [["deleteRegistrySecret"], ["writeImageSpecJobStatus"]], next: .done)),
+                                       metrics: ["succeeded"], steps: [["deleteRegistrySecret"], ["after status: writeImageSpecJobStatus"]], next: .done)),
         DecisionRow(name: "Rebuilding (a newer updateTime)", observation: {
             let spec = World.spec(updateTime: World.t0.addingTimeInterval(50))
             let identity = try World.identity(World.imageSpec(spec))
@@ -223,7 +224,7 @@ enum DecisionTable {
         DecisionRow(name: "Cancelled (a running build)", observation: building(World.spec(cancel: true), state: World.running()),
                     answers: .none,
                     expected: Expected(phase: .cancelled, state: .stalled, reason: .cancelled, events: [.normal(.cancelled)],
-                                       metrics: ["cancelled"], steps: [["deleteJob"], ["writeImageSpecJobStatus"]], next: .done, recordReason: .cancelled)),
+                                       metrics: ["cancelled"], steps: [["deleteJob"], ["after status: writeImageSpecJobStatus"]], next: .done, recordReason: .cancelled)),
         DecisionRow(name: "BaseImageChanged (the old build deleted on the pass before)", observation: {
             let annotations = World.rebuildOnBaseChange
             let identity = try World.identity(World.imageSpec(annotations: annotations))
@@ -377,10 +378,10 @@ enum DecisionTable {
         let imageSpec = World.imageSpec(World.spec(updateTime: updateTime))
         let identity = try World.identity(imageSpec)
         let pass = try Decide.pass(DecisionTable.observe(imageSpec))
-        try #require(pass.steps == [["ensureConfigMap", "ensureImageSpecJob", "ensureSecret"], ["createJob", "writeImageSpecJobStatus"]])
-        guard case .ensureConfigMap(let configMap) = pass.decision.steps[0][0], case .ensureImageSpecJob(let record) = pass.decision.steps[0][1],
-              case .ensureSecret(let secret) = pass.decision.steps[0][2], case .createJob(let job) = pass.decision.steps[1][0],
-              case .writeImageSpecJobStatus(let recordName, let recordNamespace, let recordStatus) = pass.decision.steps[1][1]
+        try #require(pass.steps == DecisionTable.start)
+        guard case .ensureConfigMap(let configMap) = pass.decision.steps[0][0], case .ensureSecret(let secret) = pass.decision.steps[0][1],
+              case .createJob(let job) = pass.decision.steps[1][0], case .ensureImageSpecJob(let record) = pass.decision.steps[1][1],
+              case .writeImageSpecJobStatus(let recordName, let recordNamespace, let recordStatus) = pass.decision.afterStatus[0]
         else {
             Issue.record("unexpected actions \(pass.decision.steps)")
             return
@@ -455,7 +456,7 @@ enum DecisionTable {
         let identity = try World.identity()
         let pass = try Decide.pass(observation, answers: .none)
         #expect(pass.rounds.isEmpty)
-        #expect(pass.steps == [["ensureImageSpecJob"], ["writeImageSpecJobStatus"]])
+        #expect(pass.steps == [["ensureImageSpecJob"], ["after status: writeImageSpecJobStatus"]])
         #expect(pass.ensuredRecord == World.record(identity, updateTime: World.now))
         #expect(pass.recordStatusWrites[identity.jobName]
             == ImageSpecJob.Status(phase: "Running", podName: "\(identity.jobName)-x7k2p", startTime: World.t0))
@@ -682,7 +683,7 @@ enum DecisionTable {
         #expect(stuck.condition(.stalled)?.message
             == "build \(identity.jobName) was given up: waiting for the build pod to be created for longer than 10m")
         #expect(stuck.rounds == [[.currentResourceVersion]], "giving up a build is decided from a current ImageSpec")
-        #expect(stuck.steps == [["deleteJob"], ["writeImageSpecJobStatus"]])
+        #expect(stuck.steps == [["deleteJob"], ["after status: writeImageSpecJobStatus"]])
         #expect(cluster.record(identity.jobName)?.status == ImageSpecJob.Status(
             phase: "Failed", podName: "", startTime: World.t0, finishTime: World.t0.addingTimeInterval(601)))
         #expect(stuck.decision.metrics == [.finished(result: "failed", duration: 601)])
@@ -1044,7 +1045,7 @@ enum DecisionTable {
         #expect(pass.rounds == [[.currentResourceVersion]], "pruning deletes Jobs: decided from a current ImageSpec")
         #expect(pass.steps == [["deleteRegistrySecret"],
                                ["deleteJob", "deleteConfigMap", "deleteImageSpecJob", "deleteJob", "deleteConfigMap", "deleteImageSpecJob"],
-                               ["writeImageSpecJobStatus"]])
+                               ["after status: writeImageSpecJobStatus"]])
         #expect(pass.decision.steps[1] == [.deleteJob(middle), .deleteConfigMap(name: "demo-0000000b", namespace: World.namespace),
                                            .deleteImageSpecJob(name: "demo-0000000b", namespace: World.namespace),
                                            .deleteJob(oldest), .deleteConfigMap(name: "demo-0000000c", namespace: World.namespace),
@@ -1056,7 +1057,7 @@ enum DecisionTable {
         // Within the limit nothing is pruned.
         let within = DecisionTable.observe(imageSpec, jobs: [current, unfinished, newest],
                                            pods: [World.pod(of: current, DecisionTable.digestMessage)], records: records, config: config)
-        #expect(try Decide.pass(within, answers: .none).steps == [["deleteRegistrySecret"], ["writeImageSpecJobStatus"]])
+        #expect(try Decide.pass(within, answers: .none).steps == [["deleteRegistrySecret"], ["after status: writeImageSpecJobStatus"]])
     }
 
     // MARK: - Publishing
@@ -1067,8 +1068,8 @@ enum DecisionTable {
         let identity = try World.identity(observation.imageSpec)
         let pass = try Decide.pass(observation)
         #expect(pass.rounds == [[.publishedImage(World.name)]])
-        #expect(pass.steps == [["deleteRegistrySecret"], ["createImage"], ["writeImageSpecJobStatus"]])
-        guard case .createImage(let image) = pass.decision.steps.dropLast().last?.first else {
+        #expect(pass.steps == [["deleteRegistrySecret"], ["createImage"], ["after status: writeImageSpecJobStatus"]])
+        guard case .createImage(let image) = pass.decision.steps.last?.first else {
             Issue.record("expected an Image to be created: \(pass.decision.steps)")
             return
         }
@@ -1088,7 +1089,7 @@ enum DecisionTable {
 
         // Published already, exactly so: nothing to do.
         let same = try Decide.pass(observation, answers: Answers.standard.with { $0.publishedImage = .some(image) })
-        #expect(same.steps == [["deleteRegistrySecret"], ["writeImageSpecJobStatus"]])
+        #expect(same.steps == [["deleteRegistrySecret"], ["after status: writeImageSpecJobStatus"]])
         #expect(!same.eventReasons.contains(.published))
 
         // Published from an earlier build: updated in place, its other fields kept.
@@ -1098,7 +1099,7 @@ enum DecisionTable {
         earlier.spec.urlForGpu = earlier.spec.url
         earlier.spec.description = "kept"
         let updated = try Decide.pass(observation, answers: Answers.standard.with { $0.publishedImage = .some(earlier) })
-        guard case .updateImage(let update) = updated.decision.steps.dropLast().last?.first else {
+        guard case .updateImage(let update) = updated.decision.steps.last?.first else {
             Issue.record("expected an update: \(updated.decision.steps)")
             return
         }
@@ -1111,7 +1112,7 @@ enum DecisionTable {
         var withoutPull = observation
         withoutPull.config.registry.pullSecret = nil
         let bare = try Decide.pass(withoutPull)
-        guard case .createImage(let bareImage) = bare.decision.steps.dropLast().last?.first else {
+        guard case .createImage(let bareImage) = bare.decision.steps.last?.first else {
             Issue.record("expected an Image to be created: \(bare.decision.steps)")
             return
         }

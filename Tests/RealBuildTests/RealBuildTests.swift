@@ -114,6 +114,10 @@ struct RealBuildTests {
             #expect(published.spec.url == image)
 
             // PrimeHub's record names the build Pod, whose log the console reads without naming a container.
+            // Its status is bookkeeping written just after the ImageSpec's.
+            try await eventually("ImageSpecJob \(ready.status?.jobName ?? "") is Succeeded") {
+                try await client.get(ImageSpecJob.self, name: ready.status?.jobName ?? "", namespace: namespace).status?.phase == "Succeeded"
+            }
             let record = try await client.get(ImageSpecJob.self, name: ready.status?.jobName ?? "", namespace: namespace)
             #expect(record.status?.phase == "Succeeded")
             let podName = try #require(record.status?.podName.nilIfEmpty)

@@ -265,6 +265,11 @@ public struct ImageSpecDecision: Sendable, Hashable {
     /// Actions in order: the actions of one step are independent and may run concurrently; a
     /// step starts when the one before it has finished.
     public var steps: [[BuildAction]]
+    /// Bookkeeping the status does not depend on (ImageSpecJob status writes), run concurrently
+    /// once the status is written, so that they do not delay it. Only actions that every pass
+    /// decides again from what it observes go here: a pass whose status write conflicts leaves
+    /// them to the next one.
+    public var afterStatus: [BuildAction]
     public var events: [DecidedEvent]
     public var metrics: [BuildMetric]
     public var baseImageCheckChanges: [BaseImageCheckChange]
@@ -273,7 +278,7 @@ public struct ImageSpecDecision: Sendable, Hashable {
     public var next: NextLook
 
     /// Every action, in order.
-    public var actions: [BuildAction] { steps.flatMap { $0 } }
+    public var actions: [BuildAction] { steps.flatMap { $0 } + afterStatus }
 }
 
 /// The outcome of deciding: a decision, or the facts still needed before one can be made.
@@ -337,7 +342,7 @@ public enum ImageSpecDecider {
                 }
             }
             return .decided(ImageSpecDecision(
-                status: decider.status, steps: decider.steps.filter { !$0.isEmpty }, events: decider.events,
+                status: decider.status, steps: decider.steps.filter { !$0.isEmpty }, afterStatus: decider.afterStatus, events: decider.events,
                 metrics: decider.metrics, baseImageCheckChanges: decider.checkChanges, notes: decider.notes, next: next))
         }
     }
@@ -347,12 +352,46 @@ extension ImageSpecDecider {
     /// Nothing of this pass stands: it worked from a stale cache.
     static func decide(stale observation: ImageSpecObservation, after: Duration) -> DecisionOutcome {
         .decided(ImageSpecDecision(
-            status: observation.imageSpec.status ?? ImageSpecStatus(), steps: [], events: [], metrics: [],
+            status: observation.imageSpec.status ?? ImageSpecStatus(), steps: [], afterStatus: [], events: [], metrics: [],
             baseImageCheckChanges: [], notes: [], next: .after(after)))
     }
 }
 
+extension Fact {
+    /// The fact's kind, without its arguments (a metric label).
+    public var kindName: String {
+        switch self {
+        case .currentResourceVersion: "currentResourceVersion"
+        case .secrets: "secrets"
+        case .baseImage: "baseImage"
+        case .pushAccess: "pushAccess"
+        case .liveJob: "liveJob"
+        case .publishedImage: "publishedImage"
+        case .rebuildSlot: "rebuildSlot"
+        case .builderLog: "builderLog"
+        case .targetImage: "targetImage"
+        }
+    }
+}
+
 extension BuildAction {
+    /// The action's kind, without its object (a metric label).
+    public var kindName: String {
+        switch self {
+        case .ensureConfigMap: "ensureConfigMap"
+        case .ensureSecret: "ensureSecret"
+        case .createJob: "createJob"
+        case .deleteJob: "deleteJob"
+        case .deleteConfigMap: "deleteConfigMap"
+        case .deleteRegistrySecret: "deleteRegistrySecret"
+        case .ensureImageSpecJob: "ensureImageSpecJob"
+        case .writeImageSpecJobStatus: "writeImageSpecJobStatus"
+        case .deleteImageSpecJob: "deleteImageSpecJob"
+        case .createImage: "createImage"
+        case .updateImage: "updateImage"
+        }
+    }
+
     /// Creates or deletes a build Job.
     var startsOrRemovesBuild: Bool {
         switch self {
@@ -373,6 +412,7 @@ private struct Decider {
     let observation: ImageSpecObservation
     var status: ImageSpecStatus
     var steps: [[BuildAction]] = []
+    var afterStatus: [BuildAction] = []
     var events: [DecidedEvent] = []
     var metrics: [BuildMetric] = []
     var checkChanges: [BaseImageCheckChange] = []
@@ -654,10 +694,12 @@ private struct Decider {
             return .next(.done)
         }
         let record = buildRecordObject(spec, identity: identity)
-        act([.ensureConfigMap(plan.configMap), .ensureImageSpecJob(record)] + (plan.registrySecret.map { [.ensureSecret($0)] } ?? []))
-        act([.createJob(plan.job),
-             .writeImageSpecJobStatus(name: identity.recordName, namespace: namespace,
-                                      status: ImageSpecJob.Status(phase: BuildPhase.pending.rawValue, podName: "", startTime: now))])
+        // The Job's Pod mounts the ConfigMap and the Secret, so they come first; PrimeHub's record
+        // is created beside the Job, and its status once the ImageSpec's is written.
+        act([.ensureConfigMap(plan.configMap)] + (plan.registrySecret.map { [.ensureSecret($0)] } ?? []))
+        act([.createJob(plan.job), .ensureImageSpecJob(record)])
+        afterStatus.append(.writeImageSpecJobStatus(name: identity.recordName, namespace: namespace,
+                                                    status: ImageSpecJob.Status(phase: BuildPhase.pending.rawValue, podName: "", startTime: now)))
 
         clearForeignController()
         status.baseImageDigest = baseFacts.digest
@@ -981,7 +1023,7 @@ private struct Decider {
         if let start = wanted.startTime { wanted.startTime = start.wholeSeconds }
         if let finish = wanted.finishTime { wanted.finishTime = finish.wholeSeconds }
         if old != wanted {
-            act([.writeImageSpecJobStatus(name: name, namespace: namespace, status: wanted)])
+            afterStatus.append(.writeImageSpecJobStatus(name: name, namespace: namespace, status: wanted))
         }
     }
 
