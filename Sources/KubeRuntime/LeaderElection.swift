@@ -125,12 +125,19 @@ public struct LeadershipLost: Error, CustomStringConvertible, Sendable {
 /// sleeps on it — so tests drive it with a manual clock. (The `acquireTime`/`renewTime` written to
 /// the Lease are wall-clock times, for humans; expiry never depends on them.)
 ///
-/// Metric: `leader_election_master_status{name}` is 1 while leading.
+/// A leader renews from the Lease it last wrote (one conditional update, no read); a conflict
+/// means someone else wrote it, and the same attempt reads it again.
+///
+/// Metrics: `leader_election_master_status{name}` is 1 while leading;
+/// `leader_election_requests_total{name}` counts the elector's API requests.
 public final class LeaderElector: Service {
     private struct State {
         var lease = LeaseState()
         var isLeader = false
         var lastRenewal: ContinuousClock.Instant?
+        /// The Lease as this elector last wrote it, while it holds it.
+        var written: Lease?
+        var requests = 0
     }
 
     public let client: KubernetesClient
@@ -139,6 +146,7 @@ public final class LeaderElector: Service {
     private let leading = OneShotSignal()
     private let stopRequested = OneShotSignal()
     private let status: Gauge
+    private let requestCounter: Counter
     private let logger: Logger
     private let clock: RuntimeClock
 
@@ -151,6 +159,7 @@ public final class LeaderElector: Service {
         self.configuration = configuration
         self.clock = RuntimeClock(clock)
         self.status = Gauge(label: "leader_election_master_status", dimensions: [("name", configuration.leaseName)])
+        self.requestCounter = Counter(label: "leader_election_requests_total", dimensions: [("name", configuration.leaseName)])
         var logger = logger
         logger[metadataKey: "lease"] = "\(configuration.namespace)/\(configuration.leaseName)"
         logger[metadataKey: "identity"] = "\(configuration.identity)"
@@ -164,6 +173,16 @@ public final class LeaderElector: Service {
 
     /// The holder as last seen.
     public var observedHolder: String? { state.withLock { $0.lease.holder } }
+
+    /// The API requests this elector has made.
+    public var requestsMade: Int { state.withLock { $0.requests } }
+
+    /// Counts one API request of the elector.
+    private func counted<T>(_ request: () async throws -> T) async throws -> T {
+        state.withLock { $0.requests += 1 }
+        requestCounter.increment()
+        return try await request()
+    }
 
     /// Returns true once this replica leads; false if the elector stopped (or the task was
     /// cancelled) first.
@@ -238,7 +257,10 @@ public final class LeaderElector: Service {
     }
 
     private func stepDown() {
-        state.withLock { $0.isLeader = false }
+        state.withLock { state in
+            state.isLeader = false
+            state.written = nil
+        }
         status.record(0)
     }
 
@@ -248,17 +270,34 @@ public final class LeaderElector: Service {
         _ = await KubeRuntime.run({ try? await clock.sleep(for: duration) }, until: stopRequested)
     }
 
-    /// One attempt: read the lease, and write it as ours if nobody else validly holds it.
+    /// One attempt: renew from the Lease last written when there is one; otherwise (or when that
+    /// conflicts) read the lease, and write it as ours if nobody else validly holds it.
     private func tryAcquireOrRenew() async -> Bool {
         let name = configuration.leaseName, namespace = configuration.namespace
+        if var renewed = state.withLock({ $0.written }) {
+            renewed.spec = state.withLock { $0.lease.acquiring(as: identity, leaseDuration: configuration.leaseDuration, at: Date()) }
+            do {
+                let written = try await counted { try await client.update(renewed) }
+                recordSuccess(written)
+                return true
+            } catch let error as APIError where error.isConflict {
+                // Someone else wrote the lease: read it, as if nothing had been written.
+                state.withLock { $0.written = nil }
+            } catch {
+                logger.debug("could not renew the lease", metadata: ["error": "\(error)"])
+                return false
+            }
+        }
         let lease: Lease
         do {
-            lease = try await client.get(Lease.self, name: name, namespace: namespace)
+            lease = try await counted { try await client.get(Lease.self, name: name, namespace: namespace) }
         } catch let error as APIError where error.isNotFound {
             let spec = state.withLock { $0.lease.acquiring(as: identity, leaseDuration: configuration.leaseDuration, at: Date()) }
             do {
-                let created = try await client.create(Lease(metadata: ObjectMeta(name: name, namespace: namespace), spec: spec))
-                recordSuccess(created.spec)
+                let created = try await counted {
+                    try await client.create(Lease(metadata: ObjectMeta(name: name, namespace: namespace), spec: spec))
+                }
+                recordSuccess(created)
                 return true
             } catch {
                 logger.debug("could not create the lease", metadata: ["error": "\(error)"])
@@ -279,8 +318,8 @@ public final class LeaderElector: Service {
         updated.spec = spec
         do {
             // Conditional on the resourceVersion read: a concurrent writer makes this fail with 409.
-            let written = try await client.update(updated)
-            recordSuccess(written.spec)
+            let written = try await counted { try await client.update(updated) }
+            recordSuccess(written)
             return true
         } catch {
             logger.debug("could not write the lease", metadata: ["error": "\(error)"])
@@ -288,11 +327,12 @@ public final class LeaderElector: Service {
         }
     }
 
-    private func recordSuccess(_ spec: LeaseSpec?) {
+    private func recordSuccess(_ written: Lease) {
         let now = clock.now
         state.withLock { state in
-            state.lease.observe(spec, at: now)
+            state.lease.observe(written.spec, at: now)
             state.lastRenewal = now
+            state.written = written
         }
     }
 
@@ -301,10 +341,12 @@ public final class LeaderElector: Service {
         stepDown()
         guard configuration.releaseOnShutdown else { return }
         do {
-            var lease = try await client.get(Lease.self, name: configuration.leaseName, namespace: configuration.namespace)
+            var lease = try await counted {
+                try await client.get(Lease.self, name: configuration.leaseName, namespace: configuration.namespace)
+            }
             guard lease.spec?.holderIdentity == identity else { return }
             lease.spec = state.withLock { $0.lease.released(at: Date()) }
-            _ = try await client.update(lease)
+            _ = try await counted { try await client.update(lease) }
             logger.info("released the lease")
         } catch {
             logger.warning("could not release the lease", metadata: ["error": "\(error)"])

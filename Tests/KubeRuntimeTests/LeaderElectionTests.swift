@@ -198,6 +198,7 @@ struct LeaderElectionClockTests {
         let retryPeriod = self.retryPeriod
         try await clock.waitUntil("the leader sleeps one retry period") { $0 == [start + retryPeriod] }
         var version = try await client.get(Lease.self, name: lease, namespace: "default").metadata.resourceVersion
+        let requestsBefore = elector.requestsMade
         for renewal in 1...3 {
             clock.advance(by: retryPeriod)
             let next = start + retryPeriod * (renewal + 1)
@@ -208,6 +209,7 @@ struct LeaderElectionClockTests {
             #expect(current.spec?.leaseTransitions == 0)
             #expect(elector.isLeader)
             #expect(elector.isHealthy(tolerance: .zero))
+            #expect(elector.requestsMade == requestsBefore + renewal, "renewal \(renewal) was one conditional update, without a read")
             version = current.metadata.resourceVersion
         }
         // While the clock stands still, nothing is written, however long it takes in real time.
