@@ -57,10 +57,12 @@ let package = Package(
         ),
         // Generic controller machinery: watchers, caches, work queues, controllers, leader election,
         // events, and the process plumbing (probes and metrics over HTTP, logging, shutdown).
+        // glibc's malloc_trim, which Swift's Glibc module does not export.
+        .target(name: "CHeapTrim"),
         .target(
             name: "KubeRuntime",
             dependencies: [
-                "KubeClient", "KubeTypes",
+                "KubeClient", "KubeTypes", "CHeapTrim",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "DequeModule", package: "swift-collections"),
@@ -157,7 +159,8 @@ let package = Package(
         // `swift run -c release operator-benchmark`: image-builder against a kopf peer and the client's floor.
         .executableTarget(
             name: "operator-benchmark",
-            dependencies: ["ImageBuilder", "KubeClient", "KubeRuntime", "KubeTypes", "CurlHTTP", "TestHarness", "CHeapInfo", "BenchmarkSupport",
+            dependencies: ["ImageBuilder", "ImageBuilderReconcilers", "KubeClient", "KubeRuntime", "KubeTypes", "CurlHTTP", "TestHarness",
+                           "CHeapInfo", "BenchmarkSupport",
                            "RegistryTestSupport", "RegistryTypes", .product(name: "Crypto", package: "swift-crypto")],
             path: "Benchmarks/OperatorBenchmark"
         ),

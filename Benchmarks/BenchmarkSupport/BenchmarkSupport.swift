@@ -41,6 +41,12 @@ public struct BenchmarkArguments {
         return value
     }
 
+    /// The text (a path, say) that must follow `option`.
+    public mutating func text(after option: String) -> String {
+        guard let text = iterator.next(), !text.isEmpty, !text.hasPrefix("--") else { fail("\(option) needs a value") }
+        return text
+    }
+
     /// Prints the problem (or nothing, for help) and the usage, and exits.
     public func fail(_ problem: String?) -> Never {
         FileHandle.standardError.write(Data(((problem.map { $0 + "\n" } ?? "") + usage).utf8))

@@ -16,6 +16,7 @@ import Crypto
 import CurlHTTP
 import Foundation
 import ImageBuilder
+import ImageBuilderReconcilers
 import KubeClient
 import KubeRuntime
 import KubeTypes
@@ -37,13 +38,22 @@ struct Options {
     var peer = true
     var cachedPhase = true
     var createConcurrency = 32
+    /// Where the cached phase saves the list pages it decodes (`--save-pages`).
+    var savePages: String?
+    /// Only decode pages saved earlier, `decodeRounds` times (`--decode-pages`): no cluster.
+    var decodePages: String?
+    var decodeRounds = 20
 
     init(arguments: [String]) {
         var arguments = BenchmarkArguments(arguments, usage: """
             usage: operator-benchmark [--quick] [--workers N (image-builder's default)] [--sequential N (200)]
                                       [--burst N (1000)] [--cached N (10000)] [--idle-seconds N (60)]
-                                      [--no-peer] [--no-cached]
+                                      [--no-peer] [--no-cached] [--save-pages DIR]
+                   operator-benchmark --decode-pages DIR [--rounds N (20)]
             --quick: 20 sequential, a burst of 100, 1,000 cached, 10 idle seconds.
+            --save-pages: keep the cached phase's list pages (as the API server sent them) in DIR.
+            --decode-pages: no cluster; decode the pages saved in DIR as the operator's caches do,
+              N rounds, and print MB/s and heap bytes per object by kind (for profiling decode).
             Needs the release image-builder: swift build -c release --product image-builder
 
             """)
@@ -57,6 +67,9 @@ struct Options {
             case "--workers": workers = arguments.number(after: argument)
             case "--no-peer": peer = false
             case "--no-cached": cachedPhase = false
+            case "--save-pages": savePages = arguments.text(after: argument)
+            case "--decode-pages": decodePages = arguments.text(after: argument)
+            case "--rounds": decodeRounds = arguments.number(after: argument)
             default: arguments.fail("unknown argument \(argument)")
             }
         }
@@ -370,7 +383,8 @@ func heapInUse() -> Int { Int(heap_info_in_use()) }
 /// Lists `T` in `namespace` as the operator's watcher does, keeps the transformed objects and
 /// returns (objects, JSON bytes listed, decode seconds, heap bytes per kept object).
 func measureKind<T: KubeObject>(_ type: T.Type, client: KubernetesClient, namespace: String, labelSelector: String?,
-                               transform: @Sendable (T) -> T) async throws -> (count: Int, bytes: Int, decode: Double, perObject: Double) {
+                               decoding: DecodingProfile, transform: @Sendable (T) -> T,
+                               saveTo directory: String?) async throws -> (count: Int, bytes: Int, decode: Double, perObject: Double) {
     var query: [(String, String)] = [("limit", "500")]
     if let labelSelector { query.append(("labelSelector", labelSelector)) }
     var pages: [Data] = []
@@ -384,18 +398,59 @@ func measureKind<T: KubeObject>(_ type: T.Type, client: KubernetesClient, namesp
         let meta = try KubeJSON.decoder.decode(ListContinue.self, from: response.body)
         next = meta.metadata.continue.flatMap { $0.isEmpty ? nil : $0 }
     } while next != nil
+    if let directory {
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        for (index, page) in pages.enumerated() {
+            try page.write(to: URL(fileURLWithPath: directory + String(format: "/%@-%03d.json", T.resourceType.plural, index)))
+        }
+    }
+    let measured = try decodePages(pages, as: T.self, decoding: decoding, transform: transform)
+    return (measured.count, pages.reduce(0) { $0 + $1.count }, measured.seconds, measured.perObject)
+}
+
+/// Decodes list pages as a watcher does and keeps the transformed objects; returns (objects,
+/// seconds, heap bytes per kept object).
+func decodePages<T: KubeObject>(_ pages: [Data], as type: T.Type, decoding: DecodingProfile,
+                                transform: @Sendable (T) -> T) throws -> (count: Int, seconds: Double, perObject: Double) {
     let before = heapInUse()
     let started = ContinuousClock.now
     var kept: [T] = []
+    let decoder = KubeJSON.decoder(profile: decoding)
     for page in pages {
-        let list = try KubeJSON.decoder.decode(ObjectList<T>.self, from: page)
+        let list = try decoder.decode(ObjectList<T>.self, from: page)
         kept.append(contentsOf: list.items.map(transform))
     }
     let decode = seconds(ContinuousClock.now - started)
     let perObject = kept.isEmpty ? 0 : Double(heapInUse() - before) / Double(kept.count)
     let count = kept.count
     withExtendedLifetime(kept) {}
-    return (count, pages.reduce(0) { $0 + $1.count }, decode, perObject)
+    return (count, decode, perObject)
+}
+
+/// `--decode-pages DIR`: decodes the pages `--save-pages` kept, as the operator's caches do.
+func decodeSavedPages(directory: String, rounds: Int) throws {
+    let files = try FileManager.default.contentsOfDirectory(atPath: directory).sorted()
+    func pages(_ plural: String) throws -> [Data] {
+        try files.filter { $0.hasPrefix(plural + "-") && $0.hasSuffix(".json") }
+            .map { try Data(contentsOf: URL(fileURLWithPath: directory + "/" + $0)) }
+    }
+    func measure<T: KubeObject>(_ type: T.Type, decoding: DecodingProfile, transform: @escaping @Sendable (T) -> T) throws -> String {
+        let kind = try pages(T.resourceType.plural)
+        guard !kind.isEmpty else { return "\(T.resourceType.plural): no pages in \(directory)" }
+        let bytes = kind.reduce(0) { $0 + $1.count }
+        var best = Double.infinity, perObject = 0.0, count = 0
+        for _ in 0..<max(rounds, 1) {
+            let round = try decodePages(kind, as: T.self, decoding: decoding, transform: transform)
+            best = min(best, round.seconds)
+            perObject = round.perObject
+            count = round.count
+        }
+        return String(format: "%@: %d objects, %.1f MB, best of %d rounds %.3f s: %.1f MB/s, %.0f heap bytes per object",
+                      T.resourceType.plural, count, Double(bytes) / 1e6, rounds, best, Double(bytes) / best / 1e6, perObject)
+    }
+    say(try measure(ImageSpec.self, decoding: CacheDecoding.imageSpecs, transform: StoreTransforms.stripManagedFields))
+    say(try measure(Job.self, decoding: CacheDecoding.builds, transform: StoreTransforms.summarizeJob))
+    say(try measure(Pod.self, decoding: CacheDecoding.builds, transform: StoreTransforms.summarizePod))
 }
 
 struct ListContinue: Decodable {
@@ -686,9 +741,15 @@ func measure(_ options: Options, controlPlane: ControlPlane, registry: LocalRegi
             }
             say("created \(options.cached) ImageSpecs + Jobs + Pods in \(secondsText(seconds(ContinuousClock.now - createStart)))")
             let selector = "\(MetadataKeys.managedBy)=\(MetadataKeys.managedByValue),app=\(BuildSource.imageSpec.appLabel)"
-            let specKind = try await measureKind(ImageSpec.self, client: client, namespace: "cache", labelSelector: nil, transform: StoreTransforms.stripManagedFields)
-            let jobKind = try await measureKind(Job.self, client: client, namespace: "cache", labelSelector: selector, transform: StoreTransforms.summarizeJob)
-            let podKind = try await measureKind(Pod.self, client: client, namespace: "cache", labelSelector: selector, transform: StoreTransforms.summarizePod)
+            let specKind = try await measureKind(ImageSpec.self, client: client, namespace: "cache", labelSelector: nil,
+                                           decoding: CacheDecoding.imageSpecs, transform: StoreTransforms.stripManagedFields,
+                                           saveTo: options.savePages)
+            let jobKind = try await measureKind(Job.self, client: client, namespace: "cache", labelSelector: selector,
+                                          decoding: CacheDecoding.builds, transform: StoreTransforms.summarizeJob,
+                                          saveTo: options.savePages)
+            let podKind = try await measureKind(Pod.self, client: client, namespace: "cache", labelSelector: selector,
+                                          decoding: CacheDecoding.builds, transform: StoreTransforms.summarizePod,
+                                          saveTo: options.savePages)
             let listBytes = specKind.bytes + jobKind.bytes + podKind.bytes
             let decodeRate = Double(listBytes) / max(specKind.decode + jobKind.decode + podKind.decode, 1e-9) / 1e6
 
@@ -760,6 +821,10 @@ func table(_ rows: [Row], options: Options) -> String {
 
 let options = Options(arguments: CommandLine.arguments)
 do {
+    if let directory = options.decodePages {
+        try decodeSavedPages(directory: directory, rounds: options.decodeRounds)
+        exit(0)
+    }
     try await runBenchmark(options)
 } catch {
     FileHandle.standardError.write(Data("operator-benchmark: \(error)\n".utf8))

@@ -57,10 +57,12 @@ public struct ImageBuilderOperator: Sendable {
             return list.isEmpty ? [nil] : list.map { $0 }
         }()
         let specWatchers = namespaces.map {
-            Watcher(client: client, ImageSpec.self, scope: WatchScope(namespace: $0), transform: StoreTransforms.stripManagedFields)
+            Watcher(client: client, ImageSpec.self, scope: WatchScope(namespace: $0), decoding: CacheDecoding.imageSpecs,
+                    transform: StoreTransforms.stripManagedFields)
         }
         let imageWatchers = namespaces.map {
-            Watcher(client: client, Image.self, scope: WatchScope(namespace: $0), transform: StoreTransforms.stripManagedFields)
+            Watcher(client: client, Image.self, scope: WatchScope(namespace: $0), decoding: CacheDecoding.images,
+                    transform: StoreTransforms.stripManagedFields)
         }
         // Each path watches its own builds (PrimeHub's `app` label tells them apart).
         let specBuilds = BuildWatchers(client: client, namespaces: namespaces, source: .imageSpec)
@@ -156,17 +158,17 @@ struct BuildWatchers {
         let selector = "\(MetadataKeys.managedBy)=\(MetadataKeys.managedByValue),app=\(source.appLabel)"
         jobs = namespaces.map {
             Watcher(client: client, Job.self, scope: WatchScope(namespace: $0, labelSelector: selector),
-                    transform: StoreTransforms.summarizeJob)
+                    decoding: CacheDecoding.builds, transform: StoreTransforms.summarizeJob)
         }
         pods = namespaces.map {
             Watcher(client: client, Pod.self, scope: WatchScope(namespace: $0, labelSelector: selector),
-                    transform: StoreTransforms.summarizePod)
+                    decoding: CacheDecoding.builds, transform: StoreTransforms.summarizePod)
         }
         // PrimeHub's own records (from before the cutover, or from its builder still running) carry
         // the `app` label only: they are watched too, for adoption and to see another controller.
         records = namespaces.map {
             Watcher(client: client, ImageSpecJob.self, scope: WatchScope(namespace: $0, labelSelector: "app=\(source.appLabel)"),
-                    transform: StoreTransforms.stripManagedFields)
+                    decoding: CacheDecoding.records, transform: StoreTransforms.stripManagedFields)
         }
     }
 
@@ -195,4 +197,17 @@ struct BuildWatchers {
             }
         }
     }
+}
+
+/// What the operator's caches decode of each kind: only what it reads, by how it writes them.
+public enum CacheDecoding {
+    /// ImageSpecs are written by patches only (status, labels): the model's fields.
+    public static let imageSpecs = DecodingProfile.modelOnly
+    /// Images are written back whole (`update`): their unknown fields are kept.
+    public static let images = DecodingProfile.withoutManagedFields
+    /// Build Jobs and Pods are followed by their metadata and status: pod specs as summaries.
+    public static let builds = DecodingProfile.summary
+    /// PrimeHub's records are read from the cache and written by status patches, or updated after
+    /// a fresh read: the model's fields.
+    public static let records = DecodingProfile.modelOnly
 }

@@ -157,9 +157,10 @@ public final class KubernetesClient: Sendable {
         return path
     }
 
-    func decode<T: Decodable>(_ type: T.Type, from data: Data, request: String) throws -> T {
+    func decode<T: Decodable>(_ type: T.Type, from data: Data, request: String,
+                              profile: DecodingProfile = .everything) throws -> T {
         do {
-            return try KubeJSON.decoder.decode(T.self, from: data)
+            return try KubeJSON.decoder(profile: profile).decode(T.self, from: data)
         } catch let error as DecodingError {
             let excerpt = String(decoding: data.prefix(200), as: UTF8.self)
             throw KubeClientError.decoding(

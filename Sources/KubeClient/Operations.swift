@@ -12,14 +12,17 @@ public struct ListOptions: Sendable, Hashable {
     public var continueToken: String?
     /// "" or nil: the latest; "0": any (cache); otherwise at least this version.
     public var resourceVersion: String?
+    /// What to keep of the listed objects (not sent to the server).
+    public var decoding: DecodingProfile
 
     public init(labelSelector: String? = nil, fieldSelector: String? = nil, limit: Int? = nil,
-                continueToken: String? = nil, resourceVersion: String? = nil) {
+                continueToken: String? = nil, resourceVersion: String? = nil, decoding: DecodingProfile = .everything) {
         self.labelSelector = labelSelector
         self.fieldSelector = fieldSelector
         self.limit = limit
         self.continueToken = continueToken
         self.resourceVersion = resourceVersion
+        self.decoding = decoding
     }
 
     var query: [(String, String)] {
@@ -174,7 +177,7 @@ extension KubernetesClient {
             ? resource.groupVersionPath + "/" + resource.plural : path(for: resource, namespace: namespace)
         let request = Request(path: collection, query: options.query)
         let response = try await send(request)
-        return try decode(ObjectList<T>.self, from: response.body, request: request.summary)
+        return try decode(ObjectList<T>.self, from: response.body, request: request.summary, profile: options.decoding)
     }
 
     /// Reads a whole list, page by page (`limit`/`continue`). Returns the items and the list's

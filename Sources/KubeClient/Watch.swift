@@ -13,15 +13,19 @@ public struct WatchOptions: Sendable, Hashable {
     public var fieldSelector: String?
     /// How many body bytes to buffer for a slow consumer before the stream is paused.
     public var bufferLimit: Int
+    /// What to keep of the objects in the events (not sent to the server).
+    public var decoding: DecodingProfile
 
     public init(resourceVersion: String? = nil, allowBookmarks: Bool = true, timeoutSeconds: Int? = nil,
-                labelSelector: String? = nil, fieldSelector: String? = nil, bufferLimit: Int = 1 << 20) {
+                labelSelector: String? = nil, fieldSelector: String? = nil, bufferLimit: Int = 1 << 20,
+                decoding: DecodingProfile = .everything) {
         self.resourceVersion = resourceVersion
         self.allowBookmarks = allowBookmarks
         self.timeoutSeconds = timeoutSeconds
         self.labelSelector = labelSelector
         self.fieldSelector = fieldSelector
         self.bufferLimit = bufferLimit
+        self.decoding = decoding
     }
 
     var query: [(String, String)] {
@@ -149,9 +153,10 @@ public enum WatchEventDecoder {
         }
     }
 
-    public static func decode<Object: Decodable & Sendable>(_ type: Object.Type, line: Data) throws -> WatchEvent<Object> {
+    public static func decode<Object: Decodable & Sendable>(_ type: Object.Type, line: Data,
+                                                            profile: DecodingProfile = .everything) throws -> WatchEvent<Object> {
         do {
-            return try KubeJSON.decoder.decode(Envelope<Object>.self, from: line).event
+            return try KubeJSON.decoder(profile: profile).decode(Envelope<Object>.self, from: line).event
         } catch let error as DecodingError {
             throw KubeClientError.decoding(type: "watch event of \(Object.self)", request: "watch", detail: describe(error))
         }
@@ -164,6 +169,7 @@ public struct WatchStream<Object: Decodable & Sendable>: AsyncSequence, Sendable
     public typealias Element = WatchEvent<Object>
 
     let body: HTTPBodyStream
+    let profile: DecodingProfile
 
     /// Stops the watch now.
     public func cancel() { body.cancel() }
@@ -173,15 +179,16 @@ public struct WatchStream<Object: Decodable & Sendable>: AsyncSequence, Sendable
 
     public struct AsyncIterator: AsyncIteratorProtocol {
         var lines: BodyLineIterator
+        let profile: DecodingProfile
 
         public mutating func next() async throws -> WatchEvent<Object>? {
             guard let line = try await lines.next() else { return nil }
-            return try WatchEventDecoder.decode(Object.self, line: line)
+            return try WatchEventDecoder.decode(Object.self, line: line, profile: profile)
         }
     }
 
     public func makeAsyncIterator() -> AsyncIterator {
-        AsyncIterator(lines: BodyLineIterator(body: body, framer: LineFramer()))
+        AsyncIterator(lines: BodyLineIterator(body: body, framer: LineFramer()), profile: profile)
     }
 }
 
@@ -197,7 +204,7 @@ extension KubernetesClient {
         let timeout: Request.Timeout = options.timeoutSeconds.map { .custom(.seconds($0 + 30)) } ?? .none
         let request = Request(path: collection, query: options.query, timeout: timeout)
         let response = try await stream(request, bufferLimit: options.bufferLimit)
-        return WatchStream(body: response.body)
+        return WatchStream(body: response.body, profile: options.decoding)
     }
 
     public func watch<T: KubeObject>(_ type: T.Type, namespace: String? = nil,

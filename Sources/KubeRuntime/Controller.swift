@@ -36,6 +36,10 @@ public final class Controller<R: Reconciler>: Service {
     private let eventRecorder: EventRecorder?
     private let sources = Mutex<[any CacheSource]>([])
     private let stopRequested = OneShotSignal()
+    /// Passes since the heap was last trimmed; see `work()`.
+    private let passesSinceTrim = Mutex(0)
+    /// After this many passes, a queue that runs empty trims the heap.
+    static var passesBeforeTrim: Int { 256 }
     /// How long pending events may take to send when the controller stops.
     private let eventFlushTimeout = Duration.seconds(5)
     private let metrics: ControllerMetrics
@@ -179,7 +183,21 @@ public final class Controller<R: Reconciler>: Service {
             await reconcile(key)
             metrics.activeWorkers.decrement()
             queue.done(key)
+            trimAfterBusyWork()
         }
+    }
+
+    /// After many passes (the first sync's, or a burst's), once the queue has run empty, the memory
+    /// those passes freed goes back to the system (`HeapTrim`): at rest the process holds what it
+    /// keeps, not its busiest moment.
+    private func trimAfterBusyWork() {
+        let due = passesSinceTrim.withLock { passes in
+            passes += 1
+            guard passes >= Self.passesBeforeTrim, queue.depth == 0, queue.processingCount == 0 else { return false }
+            passes = 0
+            return true
+        }
+        if due { HeapTrim.returnFreePages() }
     }
 
     private func reconcile(_ key: ObjectKey) async {

@@ -12,21 +12,15 @@ public enum StoreTransforms {
     }
 
     /// Keeps what a controller watching its Jobs needs: metadata (without managedFields), status,
-    /// the spec's limits, and of the pod template only its labels, annotations and each
-    /// container's name and image. Drops commands, arguments, environment, volumes and the rest.
+    /// the spec's limits, and of the pod template only its spec's summary (`PodSpec.summary`: each
+    /// (init) container's name and image, the restart policy, the node). Drops the template's metadata (the Job's
+    /// own labels carry what it selects), the selector, commands, arguments, environment, volumes
+    /// and the rest.
     @Sendable public static func summarizeJob(_ job: Job) -> Job {
         var job = stripManagedFields(job)
         guard var spec = job.spec else { return job }
-        var template = PodTemplateSpec()
-        if let metadata = spec.template.metadata {
-            template.metadata = ObjectMeta(labels: metadata.labels, annotations: metadata.annotations)
-        }
-        if let podSpec = spec.template.spec {
-            var summary = PodSpec(containers: podSpec.containers.map { Container(name: $0.name, image: $0.image) })
-            summary.restartPolicy = podSpec.restartPolicy
-            template.spec = summary
-        }
-        spec.template = template
+        spec.template = PodTemplateSpec(spec: spec.template.spec?.summary)
+        spec.selector = nil
         job.spec = spec
         return job
     }
@@ -36,12 +30,7 @@ public enum StoreTransforms {
     /// policy and the node. Drops commands, environment, volumes, mounts and security contexts.
     @Sendable public static func summarizePod(_ pod: Pod) -> Pod {
         var pod = stripManagedFields(pod)
-        guard let spec = pod.spec else { return pod }
-        var summary = PodSpec(containers: spec.containers.map { Container(name: $0.name, image: $0.image) })
-        summary.initContainers = spec.initContainers?.map { Container(name: $0.name, image: $0.image) }
-        summary.restartPolicy = spec.restartPolicy
-        summary.nodeName = spec.nodeName
-        pod.spec = summary
+        pod.spec = pod.spec?.summary
         return pod
     }
 

@@ -49,6 +49,8 @@ public final class Watcher<Object: KubeObject>: Sendable {
     /// The cache this watcher fills.
     public let store: Store<Object>
     public let configuration: WatcherStateMachine.Configuration
+    /// What the watcher decodes of each object (see `DecodingProfile`).
+    public let decoding: DecodingProfile
     private let handlers = Mutex<[Handler]>([])
     private let recoveryHandlers = Mutex<[@Sendable () -> Void]>([])
     private let running = Mutex(false)
@@ -57,15 +59,19 @@ public final class Watcher<Object: KubeObject>: Sendable {
 
     /// - Parameters:
     ///   - resource: where the kind lives; defaults to the type's own.
+    ///   - decoding: what is decoded of each object; parts left out are never built (default:
+    ///     everything but `managedFields`, which the default transform drops anyway).
     ///   - transform: applied to each object before it is cached (default: drop `managedFields`).
     public init(client: KubernetesClient, _ type: Object.Type = Object.self, resource: ResourceType = Object.resourceType,
                 scope: WatchScope = .all, configuration: WatcherStateMachine.Configuration = .init(),
+                decoding: DecodingProfile = .withoutManagedFields,
                 transform: @escaping @Sendable (Object) -> Object = StoreTransforms.stripManagedFields,
                 logger: Logger = Logger(label: "kube-runtime.watcher")) {
         self.client = client
         self.resource = resource
         self.scope = scope
         self.configuration = configuration
+        self.decoding = decoding
         self.store = Store(transform: transform)
         var logger = logger
         logger[metadataKey: "resource"] = "\(resource)"
@@ -111,11 +117,14 @@ public final class Watcher<Object: KubeObject>: Sendable {
 
             case .list(let resourceVersion, let pageSize):
                 let options = ListOptions(labelSelector: scope.labelSelector, fieldSelector: scope.fieldSelector,
-                                          limit: pageSize, resourceVersion: resourceVersion)
+                                          limit: pageSize, resourceVersion: resourceVersion, decoding: decoding)
                 do {
                     let list = try await client.listAll(Object.self, resource: resource, namespace: scope.namespace,
                                                         options: options)
                     let changes = store.replace(with: list.items)
+                    // The list's pages and the objects it replaced are free now: give their pages
+                    // back, or the process keeps its peak for good.
+                    HeapTrim.returnFreePages()
                     counters.withLock { $0.lists += 1 }
                     let recovered = machine.listSucceeded(resourceVersion: list.resourceVersion, at: clock.now)
                     logger.debug("listed", metadata: [
@@ -134,7 +143,7 @@ public final class Watcher<Object: KubeObject>: Sendable {
             case .watch(let resourceVersion, let timeoutSeconds):
                 let options = WatchOptions(resourceVersion: resourceVersion, allowBookmarks: true,
                                            timeoutSeconds: timeoutSeconds, labelSelector: scope.labelSelector,
-                                           fieldSelector: scope.fieldSelector)
+                                           fieldSelector: scope.fieldSelector, decoding: decoding)
                 do {
                     let stream = try await client.watch(Object.self, resource: resource, namespace: scope.namespace,
                                                         options: options)

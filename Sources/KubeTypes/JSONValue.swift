@@ -223,9 +223,13 @@ public enum KubeJSON {
         return encoder
     }
 
-    public static var decoder: JSONDecoder {
+    public static var decoder: JSONDecoder { decoder(profile: .everything) }
+
+    /// A decoder that keeps what `profile` says of the objects it reads.
+    public static func decoder(profile: DecodingProfile) -> JSONDecoder {
         let decoder = JSONDecoder()
         decoder.userInfo[.typedScalars] = true
+        if profile != .everything { decoder.userInfo[.decodingProfile] = profile }
         decoder.dateDecodingStrategy = .custom { decoder in
             let container = try decoder.singleValueContainer()
             let text = try container.decode(String.self)

@@ -99,3 +99,46 @@ import Testing
         #expect(status.builds?.first?.phase == "Failed")
     }
 }
+
+/// What ImageSpecs keep when decoded for a cache (`DecodingProfile`).
+@Suite struct CachedDecodingTests {
+    static let withManagedFields = #"""
+        {"apiVersion":"primehub.io/v1alpha1","kind":"ImageSpec","future":{"x":1},
+         "metadata":{"name":"n","namespace":"hub","uid":"u","managedFields":[{"manager":"kubectl","fieldsV1":{"f:spec":{}}}]},
+         "spec":{"baseImage":"ubuntu","packages":{"apt":["curl"]},"newField":true},
+         "status":{"phase":"Succeeded","other":[1,2]}}
+        """#
+
+    static func decode(_ profile: DecodingProfile) throws -> ImageSpec {
+        try KubeJSON.decoder(profile: profile).decode(ImageSpec.self, from: Data(Self.withManagedFields.utf8))
+    }
+
+    @Test func modelOnlyKeepsTheModelAndNoCopyOfTheJSON() throws {
+        let lean = try Self.decode(.modelOnly)
+        let full = try Self.decode(.everything)
+        #expect(lean.spec == full.spec && lean.status == full.status)
+        #expect(lean.metadata.managedFields == nil)
+        #expect(lean.unknownFields == UnknownFields())
+        // Written, it holds only what the model knows.
+        let written = try JSONValue(encoding: lean)
+        #expect(written["future"] == nil && written.value(at: "spec", "newField") == nil)
+        #expect(written.value(at: "spec", "baseImage") == "ubuntu")
+    }
+
+    @Test func withoutManagedFieldsKeepsUnknownFieldsButNotManagedFields() throws {
+        var lean = try Self.decode(.withoutManagedFields)
+        lean.status?.phase = "Failed"
+        let written = try JSONValue(encoding: lean)
+        #expect(written["future"] == ["x": 1])
+        #expect(written.value(at: "spec", "newField") == true)
+        #expect(written.value(at: "status", "other") == [1, 2])
+        #expect(written.value(at: "status", "phase") == "Failed")
+        #expect(written.value(at: "metadata", "managedFields") == nil)
+        #expect(written.value(at: "metadata", "uid") == "u")
+    }
+
+    @Test func everythingRoundTripsExactly() throws {
+        let original = try KubeJSON.decoder.decode(JSONValue.self, from: Data(Self.withManagedFields.utf8))
+        #expect(try JSONValue(encoding: Self.decode(.everything)) == original)
+    }
+}

@@ -97,11 +97,14 @@ struct StoreTests {
         let job = Job(metadata: meta, spec: JobSpec(
             template: PodTemplateSpec(metadata: ObjectMeta(labels: ["app": "build"]), spec: podSpec), backoffLimit: 0),
             status: JobStatus(active: 1))
-        let summary = StoreTransforms.summarizeJob(job)
+        var selected = job
+        selected.spec?.selector = ["matchLabels": ["controller-uid": "u"]]
+        let summary = StoreTransforms.summarizeJob(selected)
         #expect(summary.metadata.managedFields == nil)
         #expect(summary.status == job.status)
         #expect(summary.spec?.backoffLimit == 0)
-        #expect(summary.spec?.template.metadata?.labels == ["app": "build"])
+        #expect(summary.spec?.template.metadata == nil)
+        #expect(summary.spec?.selector == nil)
         let kept = summary.spec?.template.spec
         #expect(kept?.containers == [Container(name: "build", image: "builder:1")])
         #expect(kept?.restartPolicy == "Never")

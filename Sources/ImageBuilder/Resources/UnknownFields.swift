@@ -11,9 +11,15 @@ public struct UnknownFields: Sendable, Hashable {
     /// Nothing kept: an object built in code.
     public init() {}
 
-    /// Reads the whole JSON of `decoder` and records what `encodeModel` makes of the decoded model.
+    /// Reads the whole JSON of `decoder` and records what `encodeModel` makes of the decoded model,
+    /// as far as the decoder's profile keeps unknown fields and managedFields: nothing at all
+    /// when it keeps no unknown fields (the object is then written by patches only).
     public init(from decoder: any Decoder, model encodeModel: (any Encoder) throws -> Void) throws {
-        original = try JSONValue(from: decoder)
+        let profile = decoder.decodingProfile
+        guard profile.unknownFields else { return }
+        var original = try JSONValue(from: decoder)
+        if !profile.managedFields { original["metadata"]?["managedFields"] = nil }
+        self.original = original
         understood = try Self.json(of: encodeModel)
     }
 

@@ -40,6 +40,25 @@ public struct JobSpec: Codable, Sendable, Hashable {
         self.activeDeadlineSeconds = activeDeadlineSeconds
         self.ttlSecondsAfterFinished = ttlSecondsAfterFinished
     }
+
+    enum CodingKeys: String, CodingKey {
+        case template, backoffLimit, activeDeadlineSeconds, ttlSecondsAfterFinished, parallelism, completions,
+             selector, manualSelector
+    }
+
+    /// With a pod spec summary (`DecodingProfile.podSpecSummary`) the selector is skipped.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        let summary = decoder.decodingProfile.podSpecSummary
+        template = try container.decode(PodTemplateSpec.self, forKey: .template)
+        backoffLimit = try container.decodeIfPresent(Int32.self, forKey: .backoffLimit)
+        activeDeadlineSeconds = try container.decodeIfPresent(Int64.self, forKey: .activeDeadlineSeconds)
+        ttlSecondsAfterFinished = try container.decodeIfPresent(Int32.self, forKey: .ttlSecondsAfterFinished)
+        parallelism = try container.decodeIfPresent(Int32.self, forKey: .parallelism)
+        completions = try container.decodeIfPresent(Int32.self, forKey: .completions)
+        if !summary { selector = try container.decodeIfPresent(JSONValue.self, forKey: .selector) }
+        manualSelector = try container.decodeIfPresent(Bool.self, forKey: .manualSelector)
+    }
 }
 
 public struct JobStatus: Codable, Sendable, Hashable {

@@ -63,6 +63,18 @@ public struct Pod: KubeObject, Hashable {
         self.spec = spec
         self.status = status
     }
+
+    enum CodingKeys: String, CodingKey { case apiVersion, kind, metadata, spec, status }
+
+    /// Reads the spec as a summary when the decoder's profile asks for one.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        apiVersion = try container.decodeIfPresent(String.self, forKey: .apiVersion)
+        kind = try container.decodeIfPresent(String.self, forKey: .kind)
+        metadata = try container.decode(ObjectMeta.self, forKey: .metadata)
+        spec = try PodSpec.decodeIfPresent(from: container, forKey: .spec, profile: decoder.decodingProfile)
+        status = try container.decodeIfPresent(PodStatus.self, forKey: .status)
+    }
 }
 
 public struct PodTemplateSpec: Codable, Sendable, Hashable {
@@ -72,6 +84,52 @@ public struct PodTemplateSpec: Codable, Sendable, Hashable {
     public init(metadata: ObjectMeta? = nil, spec: PodSpec? = nil) {
         self.metadata = metadata
         self.spec = spec
+    }
+
+    enum CodingKeys: String, CodingKey { case metadata, spec }
+
+    /// Reads the spec as a summary, and no metadata, when the decoder's profile asks for a summary.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        let profile = decoder.decodingProfile
+        if !profile.podSpecSummary { metadata = try container.decodeIfPresent(ObjectMeta.self, forKey: .metadata) }
+        spec = try PodSpec.decodeIfPresent(from: container, forKey: .spec, profile: profile)
+    }
+}
+
+extension PodSpec {
+    /// The parts of a pod spec that `DecodingProfile.podSpecSummary` keeps.
+    private struct Summary: Decodable {
+        struct ContainerSummary: Decodable {
+            var name: String
+            var image: String?
+        }
+        var containers: [ContainerSummary]
+        var initContainers: [ContainerSummary]?
+        var restartPolicy: String?
+        var nodeName: String?
+    }
+
+    /// The spec at `key`, whole or summarised as `profile` says.
+    static func decodeIfPresent<Key: CodingKey>(from container: KeyedDecodingContainer<Key>, forKey key: Key,
+                                                profile: DecodingProfile) throws -> PodSpec? {
+        guard profile.podSpecSummary else { return try container.decodeIfPresent(PodSpec.self, forKey: key) }
+        guard let summary = try container.decodeIfPresent(Summary.self, forKey: key) else { return nil }
+        var spec = PodSpec(containers: summary.containers.map { Container(name: $0.name, image: $0.image) })
+        spec.initContainers = summary.initContainers?.map { Container(name: $0.name, image: $0.image) }
+        spec.restartPolicy = summary.restartPolicy
+        spec.nodeName = summary.nodeName
+        return spec
+    }
+
+    /// What a controller following Pods by their status reads of a spec: each (init) container's
+    /// name and image, the restart policy and the node (what `DecodingProfile.podSpecSummary` decodes).
+    public var summary: PodSpec {
+        var spec = PodSpec(containers: containers.map { Container(name: $0.name, image: $0.image) })
+        spec.initContainers = initContainers?.map { Container(name: $0.name, image: $0.image) }
+        spec.restartPolicy = restartPolicy
+        spec.nodeName = nodeName
+        return spec
     }
 }
 

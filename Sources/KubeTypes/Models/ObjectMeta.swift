@@ -36,6 +36,32 @@ public struct ObjectMeta: Codable, Sendable, Hashable {
     public var controllerReference: OwnerReference? {
         ownerReferences?.first { $0.controller == true }
     }
+
+    enum CodingKeys: String, CodingKey {
+        case name, generateName, namespace, uid, resourceVersion, generation, creationTimestamp, deletionTimestamp,
+             deletionGracePeriodSeconds, labels, annotations, ownerReferences, finalizers, managedFields
+    }
+
+    /// Reads `managedFields` only when the decoder's profile keeps them.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        name = try container.decodeIfPresent(String.self, forKey: .name)
+        generateName = try container.decodeIfPresent(String.self, forKey: .generateName)
+        namespace = try container.decodeIfPresent(String.self, forKey: .namespace)
+        uid = try container.decodeIfPresent(String.self, forKey: .uid)
+        resourceVersion = try container.decodeIfPresent(String.self, forKey: .resourceVersion)
+        generation = try container.decodeIfPresent(Int64.self, forKey: .generation)
+        creationTimestamp = try container.decodeIfPresent(Date.self, forKey: .creationTimestamp)
+        deletionTimestamp = try container.decodeIfPresent(Date.self, forKey: .deletionTimestamp)
+        deletionGracePeriodSeconds = try container.decodeIfPresent(Int64.self, forKey: .deletionGracePeriodSeconds)
+        labels = try container.decodeIfPresent([String: String].self, forKey: .labels)
+        annotations = try container.decodeIfPresent([String: String].self, forKey: .annotations)
+        ownerReferences = try container.decodeIfPresent([OwnerReference].self, forKey: .ownerReferences)
+        finalizers = try container.decodeIfPresent([String].self, forKey: .finalizers)
+        if decoder.decodingProfile.managedFields {
+            managedFields = try container.decodeIfPresent([JSONValue].self, forKey: .managedFields)
+        }
+    }
 }
 
 public struct OwnerReference: Codable, Sendable, Hashable {

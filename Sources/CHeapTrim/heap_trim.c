@@ -1,0 +1,13 @@
+#include "heap_trim.h"
+
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
+int heap_trim_return_free_pages(void) {
+#if defined(__GLIBC__)
+    return malloc_trim(0);
+#else
+    return 0;
+#endif
+}
