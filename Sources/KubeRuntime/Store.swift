@@ -33,39 +33,47 @@ public enum StoreChange<Object: KubeObject>: Sendable {
 /// `managedFields`), to keep memory small. Objects are also indexed by their controller's UID, so
 /// that "what does this object control" costs the size of the answer, not of the cache.
 public final class Store<Object: KubeObject>: Sendable {
+    /// One cached object, on the heap: the dictionary then holds a reference per object rather than
+    /// the object's inline bytes (hundreds for a Job) in every bucket, spare ones included.
+    private final class Cached: Sendable {
+        let object: Object
+        init(_ object: Object) { self.object = object }
+    }
+
     private struct State {
-        var objects: [ObjectKey: Object] = [:]
+        var objects: [ObjectKey: Cached] = [:]
         /// The keys of the objects each controller UID controls (`ownerReferences` with `controller`).
-        var byController: [String: Set<ObjectKey>] = [:]
+        var byController: [String: ControlledKeys] = [:]
         var hasSynced = false
 
         mutating func store(_ object: Object) -> Object? {
             let key = object.key
-            let old = objects.updateValue(object, forKey: key)
+            let old = objects.updateValue(Cached(object), forKey: key)?.object
             let oldController = old?.metadata.controllerReference?.uid
             let newController = object.metadata.controllerReference?.uid
             if oldController != newController {
                 if let oldController { unindex(key, from: oldController) }
-                if let newController { byController[newController, default: []].insert(key) }
+                if let newController { byController[newController] = byController[newController]?.inserting(key) ?? .one(key) }
             }
             return old
         }
 
         mutating func delete(_ key: ObjectKey) -> Object? {
-            guard let old = objects.removeValue(forKey: key) else { return nil }
+            guard let old = objects.removeValue(forKey: key)?.object else { return nil }
             if let controller = old.metadata.controllerReference?.uid { unindex(key, from: controller) }
             return old
         }
 
         private mutating func unindex(_ key: ObjectKey, from controller: String) {
-            byController[controller]?.remove(key)
-            if byController[controller]?.isEmpty == true { byController[controller] = nil }
+            byController[controller] = byController[controller]?.removing(key)
         }
 
-        static func index(_ objects: [ObjectKey: Object]) -> [String: Set<ObjectKey>] {
-            var index: [String: Set<ObjectKey>] = [:]
-            for (key, object) in objects {
-                if let controller = object.metadata.controllerReference?.uid { index[controller, default: []].insert(key) }
+        static func index(_ objects: [ObjectKey: Cached]) -> [String: ControlledKeys] {
+            var index: [String: ControlledKeys] = [:]
+            for (key, cached) in objects {
+                if let controller = cached.object.metadata.controllerReference?.uid {
+                    index[controller] = index[controller]?.inserting(key) ?? .one(key)
+                }
             }
             return index
         }
@@ -84,7 +92,7 @@ public final class Store<Object: KubeObject>: Sendable {
 
     /// The object with this key, if present.
     public func get(_ key: ObjectKey) -> Object? {
-        state.withLock { $0.objects[key] }
+        state.withLock { $0.objects[key]?.object }
     }
 
     /// The object named `name` in `namespace`.
@@ -94,18 +102,18 @@ public final class Store<Object: KubeObject>: Sendable {
 
     /// All objects (in no particular order).
     public func list() -> [Object] {
-        state.withLock { Array($0.objects.values) }
+        state.withLock { $0.objects.values.map(\.object) }
     }
 
     /// The objects of one namespace.
     public func list(namespace: String) -> [Object] {
-        state.withLock { state in state.objects.values.filter { $0.metadata.namespace == namespace } }
+        state.withLock { state in state.objects.values.lazy.map(\.object).filter { $0.metadata.namespace == namespace } }
     }
 
     /// The objects whose controller (the owner reference with `controller: true`) has this UID.
     public func list(controlledBy uid: String) -> [Object] {
         state.withLock { state in
-            (state.byController[uid] ?? []).compactMap { state.objects[$0] }
+            (state.byController[uid]?.keys ?? []).compactMap { state.objects[$0]?.object }
         }
     }
 
@@ -139,11 +147,11 @@ public final class Store<Object: KubeObject>: Sendable {
     /// before: new, changed (by resourceVersion) and vanished objects. Marks the store synced.
     @discardableResult
     public func replace(with items: [Object]) -> [StoreChange<Object>] {
-        var fresh: [ObjectKey: Object] = [:]
+        var fresh: [ObjectKey: Cached] = [:]
         fresh.reserveCapacity(items.count)
         for item in items {
             let object = transform(item)
-            fresh[object.key] = object
+            fresh[object.key] = Cached(object)
         }
         let index = State.index(fresh)
         let previous = state.withLock { state in
@@ -155,8 +163,9 @@ public final class Store<Object: KubeObject>: Sendable {
         }
         synced.fire()
         var changes: [StoreChange<Object>] = []
-        for (key, object) in fresh {
-            if let old = previous[key] {
+        for (key, cached) in fresh {
+            let object = cached.object
+            if let old = previous[key]?.object {
                 if old.metadata.resourceVersion != object.metadata.resourceVersion
                     || old.metadata.uid != object.metadata.uid {
                     changes.append(.updated(old: old, new: object))
@@ -166,7 +175,7 @@ public final class Store<Object: KubeObject>: Sendable {
             }
         }
         for (key, old) in previous where fresh[key] == nil {
-            changes.append(.deleted(old))
+            changes.append(.deleted(old.object))
         }
         return changes
     }
@@ -185,5 +194,39 @@ public final class Store<Object: KubeObject>: Sendable {
         let object = transform(item)
         _ = state.withLock { state in state.delete(object.key) }
         return .deleted(object)
+    }
+}
+
+/// The keys of the objects one controller UID controls: mostly a single one (a build's Job, Pod or
+/// record), which is kept without the allocation of a set.
+enum ControlledKeys: Sendable, Hashable {
+    case one(ObjectKey)
+    case many(Set<ObjectKey>)
+
+    var keys: [ObjectKey] {
+        switch self {
+        case .one(let key): [key]
+        case .many(let keys): Array(keys)
+        }
+    }
+
+    func inserting(_ key: ObjectKey) -> ControlledKeys {
+        switch self {
+        case .one(let existing): return existing == key ? self : .many([existing, key])
+        case .many(var keys):
+            keys.insert(key)
+            return .many(keys)
+        }
+    }
+
+    /// nil once no key is left.
+    func removing(_ key: ObjectKey) -> ControlledKeys? {
+        switch self {
+        case .one(let existing): return existing == key ? nil : self
+        case .many(var keys):
+            keys.remove(key)
+            if keys.count == 1, let last = keys.first { return .one(last) }
+            return keys.isEmpty ? nil : .many(keys)
+        }
     }
 }
