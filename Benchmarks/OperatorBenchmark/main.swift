@@ -454,7 +454,7 @@ func decodeSavedPages(directory: String, rounds: Int) throws {
         return String(format: "%@: %d objects, %.1f MB, best of %d rounds %.3f s: %.1f MB/s, %.0f heap bytes per object",
                       T.resourceType.plural, count, Double(bytes) / 1e6, rounds, best, Double(bytes) / best / 1e6, perObject)
     }
-    say(try measure(ImageSpec.self, decoding: CacheDecoding.imageSpecs, transform: StoreTransforms.stripManagedFields))
+    say(try measure(ImageSpec.self, decoding: CacheDecoding.imageSpecs, transform: StoreTransforms.compact))
     say(try measure(Job.self, decoding: CacheDecoding.builds, transform: StoreTransforms.summarizeJob))
     say(try measure(Pod.self, decoding: CacheDecoding.builds, transform: StoreTransforms.summarizePod))
 }
@@ -748,7 +748,7 @@ func measure(_ options: Options, controlPlane: ControlPlane, registry: LocalRegi
             say("created \(options.cached) ImageSpecs + Jobs + Pods in \(secondsText(seconds(ContinuousClock.now - createStart)))")
             let selector = "\(MetadataKeys.managedBy)=\(MetadataKeys.managedByValue),app=\(BuildSource.imageSpec.appLabel)"
             let specKind = try await measureKind(ImageSpec.self, client: client, namespace: "cache", labelSelector: nil,
-                                           decoding: CacheDecoding.imageSpecs, transform: StoreTransforms.stripManagedFields,
+                                           decoding: CacheDecoding.imageSpecs, transform: StoreTransforms.compact,
                                            saveTo: options.savePages)
             let jobKind = try await measureKind(Job.self, client: client, namespace: "cache", labelSelector: selector,
                                           decoding: CacheDecoding.builds, transform: StoreTransforms.summarizeJob,
@@ -782,6 +782,18 @@ func measure(_ options: Options, controlPlane: ControlPlane, registry: LocalRegi
                             peer: "—", floor: "—", ratio: "—", goal: "≤ 80 MiB"))
             rows.append(Row(measure: "heap bytes per cached object: ImageSpec / Job / Pod",
                             ours: String(format: "%.0f / %.0f / %.0f B", specKind.perObject, jobKind.perObject, podKind.perObject),
+                            peer: "—", floor: "—", ratio: "—", goal: "—"))
+            // What the operator's own writes added: each ImageSpec's status, and PrimeHub's record
+            // of each build (a fourth cache), decoded as its caches decode them.
+            let restingSpecs = try await measureKind(ImageSpec.self, client: client, namespace: "cache", labelSelector: nil,
+                                                     decoding: CacheDecoding.imageSpecs, transform: StoreTransforms.compact,
+                                                     saveTo: nil)
+            let records = try await measureKind(ImageSpecJob.self, client: client, namespace: "cache",
+                                                labelSelector: "app=\(BuildSource.imageSpec.appLabel)",
+                                                decoding: CacheDecoding.records, transform: StoreTransforms.compact,
+                                                saveTo: nil)
+            rows.append(Row(measure: "heap bytes per cached object at rest: ImageSpec with its status / ImageSpecJob record (\(records.count))",
+                            ours: String(format: "%.0f / %.0f B", restingSpecs.perObject, records.perObject),
                             peer: "—", floor: "—", ratio: "—", goal: "—"))
             rows.append(Row(measure: "start → caches synced (\(mebibytes(listBytes)) listed)", ours: secondsText(synced),
                             peer: "—", floor: "—", ratio: "—", goal: "—"))

@@ -58,11 +58,11 @@ public struct ImageBuilderOperator: Sendable {
         }()
         let specWatchers = namespaces.map {
             Watcher(client: client, ImageSpec.self, scope: WatchScope(namespace: $0), decoding: CacheDecoding.imageSpecs,
-                    transform: StoreTransforms.stripManagedFields)
+                    transform: StoreTransforms.compact)
         }
         let imageWatchers = namespaces.map {
             Watcher(client: client, Image.self, scope: WatchScope(namespace: $0), decoding: CacheDecoding.images,
-                    transform: StoreTransforms.stripManagedFields)
+                    transform: StoreTransforms.compact)
         }
         // Each path watches its own builds (PrimeHub's `app` label tells them apart).
         let specBuilds = BuildWatchers(client: client, namespaces: namespaces, source: .imageSpec)
@@ -168,7 +168,7 @@ struct BuildWatchers {
         // the `app` label only: they are watched too, for adoption and to see another controller.
         records = namespaces.map {
             Watcher(client: client, ImageSpecJob.self, scope: WatchScope(namespace: $0, labelSelector: "app=\(source.appLabel)"),
-                    decoding: CacheDecoding.records, transform: StoreTransforms.stripManagedFields)
+                    decoding: CacheDecoding.records, transform: StoreTransforms.compact)
         }
     }
 

@@ -186,13 +186,15 @@ struct BuildShell: Sendable {
             .sorted { ($0.metadata.creationTimestamp ?? .distantPast) > ($1.metadata.creationTimestamp ?? .distantPast) }
         var foreign: Job?
         var pods: [String: Pod] = [:]
-        let ownedUIDs = Set(owned.compactMap(\.metadata.uid))
-        let buildPodNames = Set(ownedUIDs.flatMap { self.pods.list(controlledBy: $0) }
-            .filter { $0.metadata.namespace == namespace }
-            .compactMap(\.metadata.name))
+        // Each owned Job's Pods, read from the cache once.
+        var podsOfJob: [String: [Pod]] = [:]
+        for uid in Set(owned.compactMap(\.metadata.uid)) {
+            podsOfJob[uid] = self.pods.list(controlledBy: uid).filter { $0.metadata.namespace == namespace }
+        }
+        let buildPodNames = Set(podsOfJob.values.joined().compactMap(\.metadata.name))
         if let identity {
             if let current = owned.first(where: { $0.metadata.name == identity.jobName }) {
-                pods[identity.jobName] = newestPod(of: current)
+                pods[identity.jobName] = current.metadata.uid.flatMap { podsOfJob[$0] }.flatMap(BuildLogs.newestPod)
             } else if let named = jobs.get(name: identity.jobName, namespace: namespace) {
                 foreign = named
             }
@@ -202,13 +204,6 @@ struct BuildShell: Sendable {
         return ImageSpecObservation(
             imageSpec: imageSpec, ownedJobs: owned, foreignJob: foreign, pods: pods, imageSpecJobs: records,
             buildPodNames: buildPodNames, baseImageCheck: baseImageChecks.state(imageSpec.key), config: config, policy: policy, now: clock())
-    }
-
-    /// The newest Pod of a Job (`BuildLogs.newestPod`).
-    func newestPod(of job: Job) -> Pod? {
-        guard let uid = job.metadata.uid else { return nil }
-        return BuildLogs.newestPod(pods.list(controlledBy: uid)
-            .filter { $0.metadata.namespace == job.metadata.namespace })
     }
 
     /// Fetches `needed` concurrently and adds the answers to `facts`.

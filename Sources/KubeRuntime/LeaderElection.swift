@@ -275,7 +275,7 @@ public final class LeaderElector: Service {
     private func tryAcquireOrRenew() async -> Bool {
         let name = configuration.leaseName, namespace = configuration.namespace
         if var renewed = state.withLock({ $0.written }) {
-            renewed.spec = state.withLock { $0.lease.acquiring(as: identity, leaseDuration: configuration.leaseDuration, at: Date()) }
+            renewed.spec = state.withLock { claim(from: $0.lease) }
             do {
                 let written = try await counted { try await client.update(renewed) }
                 recordSuccess(written)
@@ -292,7 +292,7 @@ public final class LeaderElector: Service {
         do {
             lease = try await counted { try await client.get(Lease.self, name: name, namespace: namespace) }
         } catch let error as APIError where error.isNotFound {
-            let spec = state.withLock { $0.lease.acquiring(as: identity, leaseDuration: configuration.leaseDuration, at: Date()) }
+            let spec = state.withLock { claim(from: $0.lease) }
             do {
                 let created = try await counted {
                     try await client.create(Lease(metadata: ObjectMeta(name: name, namespace: namespace), spec: spec))
@@ -311,7 +311,7 @@ public final class LeaderElector: Service {
         let (heldByOther, spec) = state.withLock { state -> (Bool, LeaseSpec) in
             state.lease.observe(lease.spec, at: now)
             let held = state.lease.isHeldByOther(than: identity, at: now, defaultDuration: configuration.leaseDuration)
-            return (held, state.lease.acquiring(as: identity, leaseDuration: configuration.leaseDuration, at: Date()))
+            return (held, claim(from: state.lease))
         }
         if heldByOther { return false }
         var updated = lease
@@ -325,6 +325,11 @@ public final class LeaderElector: Service {
             logger.debug("could not write the lease", metadata: ["error": "\(error)"])
             return false
         }
+    }
+
+    /// The spec that takes or renews the lease for this replica, now.
+    private func claim(from lease: LeaseState) -> LeaseSpec {
+        lease.acquiring(as: identity, leaseDuration: configuration.leaseDuration, at: Date())
     }
 
     private func recordSuccess(_ written: Lease) {

@@ -11,29 +11,59 @@ public enum StoreTransforms {
         return object
     }
 
-    /// Keeps what a controller watching its Jobs needs: metadata (without managedFields), status,
+    /// Drops `metadata.managedFields` and shares the strings cached objects repeat (label and
+    /// annotation keys, owner API versions: `StringInterner.shared`). The values are unchanged.
+    @Sendable public static func compact<Object: KubeObject>(_ object: Object) -> Object {
+        var object = stripManagedFields(object)
+        object.metadata = StringInterner.shared.intern(object.metadata)
+        return object
+    }
+
+    /// Keeps what a controller watching its Jobs needs: metadata (without managedFields, `compact`), status,
     /// the spec's limits, and of the pod template only its spec's summary (`PodSpec.summary`: each
     /// (init) container's name and image, the restart policy, the node). Drops the template's metadata (the Job's
     /// own labels carry what it selects), the selector, commands, arguments, environment, volumes
     /// and the rest.
     @Sendable public static func summarizeJob(_ job: Job) -> Job {
-        var job = stripManagedFields(job)
+        var job = compact(job)
         guard var spec = job.spec else { return job }
-        spec.template = PodTemplateSpec(spec: spec.template.spec?.summary)
+        spec.template = PodTemplateSpec(spec: spec.template.spec?.summary.withSharedImages())
         spec.selector = nil
         job.spec = spec
         return job
     }
 
-    /// Keeps what a controller watching its build Pods reads: metadata (without managedFields),
+    /// Keeps what a controller watching its build Pods reads: metadata (without managedFields, `compact`),
     /// the whole status, and of the spec only each (init) container's name and image, the restart
     /// policy and the node. Drops commands, environment, volumes, mounts and security contexts.
     @Sendable public static func summarizePod(_ pod: Pod) -> Pod {
-        var pod = stripManagedFields(pod)
-        pod.spec = pod.spec?.summary
+        var pod = compact(pod)
+        pod.spec = pod.spec?.summary.withSharedImages()
+        if let statuses = pod.status?.containerStatuses { pod.status?.containerStatuses = statuses.map(\.withSharedImages) }
+        if let statuses = pod.status?.initContainerStatuses { pod.status?.initContainerStatuses = statuses.map(\.withSharedImages) }
         return pod
     }
 
     /// No transform.
     @Sendable public static func identity<Object: KubeObject>(_ object: Object) -> Object { object }
+}
+
+extension PodSpec {
+    /// The same spec with its containers' images shared (`StringInterner.shared`).
+    func withSharedImages() -> PodSpec {
+        var spec = self
+        spec.containers = containers.map { var container = $0; container.image = container.image.map(StringInterner.shared.intern); return container }
+        spec.initContainers = initContainers?.map { var container = $0; container.image = container.image.map(StringInterner.shared.intern); return container }
+        return spec
+    }
+}
+
+extension ContainerStatus {
+    /// The same status with its image and image ID shared (`StringInterner.shared`).
+    var withSharedImages: ContainerStatus {
+        var status = self
+        status.image = image.map(StringInterner.shared.intern)
+        status.imageID = imageID.map(StringInterner.shared.intern)
+        return status
+    }
 }
