@@ -19,11 +19,11 @@ public enum StoreTransforms {
         return object
     }
 
-    /// Keeps what a controller watching its Jobs needs: metadata (without managedFields, `compact`), status,
-    /// the spec's limits, and of the pod template only its spec's summary (`PodSpec.summary`: each
-    /// (init) container's name and image, the restart policy, the node). Drops the template's metadata (the Job's
-    /// own labels carry what it selects), the selector, commands, arguments, environment, volumes
-    /// and the rest.
+    /// Keeps what a controller watching its Jobs needs: metadata (`compact`), status, the spec's
+    /// limits, and of the pod template only its spec's summary (`PodSpec.summary`: each (init)
+    /// container's name and image, the restart policy, the node). Drops the template's metadata
+    /// (the Job's own labels carry what it selects), the selector, commands, arguments,
+    /// environment, volumes and the rest.
     @Sendable public static func summarizeJob(_ job: Job) -> Job {
         var job = compact(job)
         guard var spec = job.spec else { return job }
@@ -33,9 +33,10 @@ public enum StoreTransforms {
         return job
     }
 
-    /// Keeps what a controller watching its build Pods reads: metadata (without managedFields, `compact`),
-    /// the whole status, and of the spec only each (init) container's name and image, the restart
-    /// policy and the node. Drops commands, environment, volumes, mounts and security contexts.
+    /// Keeps what a controller watching its build Pods reads: metadata (`compact`), the whole
+    /// status, and of the spec only its summary (`PodSpec.summary`: each (init) container's name
+    /// and image, the restart policy, the node). Drops commands, environment, volumes, mounts and
+    /// security contexts.
     @Sendable public static func summarizePod(_ pod: Pod) -> Pod {
         var pod = compact(pod)
         pod.spec = pod.spec?.summary.withSharedImages()
@@ -48,12 +49,21 @@ public enum StoreTransforms {
     @Sendable public static func identity<Object: KubeObject>(_ object: Object) -> Object { object }
 }
 
+extension Container {
+    /// The same container with its image shared (`StringInterner.shared`).
+    var withSharedImage: Container {
+        var container = self
+        container.image = image.map(StringInterner.shared.intern)
+        return container
+    }
+}
+
 extension PodSpec {
-    /// The same spec with its containers' images shared (`StringInterner.shared`).
+    /// The same spec with its (init) containers' images shared (`StringInterner.shared`).
     func withSharedImages() -> PodSpec {
         var spec = self
-        spec.containers = containers.map { var container = $0; container.image = container.image.map(StringInterner.shared.intern); return container }
-        spec.initContainers = initContainers?.map { var container = $0; container.image = container.image.map(StringInterner.shared.intern); return container }
+        spec.containers = containers.map(\.withSharedImage)
+        spec.initContainers = initContainers?.map(\.withSharedImage)
         return spec
     }
 }
