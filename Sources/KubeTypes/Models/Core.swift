@@ -115,21 +115,26 @@ extension PodSpec {
                                                 profile: DecodingProfile) throws -> PodSpec? {
         guard profile.podSpecSummary else { return try container.decodeIfPresent(PodSpec.self, forKey: key) }
         guard let summary = try container.decodeIfPresent(Summary.self, forKey: key) else { return nil }
-        var spec = PodSpec(containers: summary.containers.map { Container(name: $0.name, image: $0.image) })
-        spec.initContainers = summary.initContainers?.map { Container(name: $0.name, image: $0.image) }
-        spec.restartPolicy = summary.restartPolicy
-        spec.nodeName = summary.nodeName
-        return spec
+        return PodSpec(summaryOf: summary.containers.map { Container(name: $0.name, image: $0.image) },
+                       initContainers: summary.initContainers?.map { Container(name: $0.name, image: $0.image) },
+                       restartPolicy: summary.restartPolicy, nodeName: summary.nodeName)
     }
 
     /// What a controller following Pods by their status reads of a spec: each (init) container's
     /// name and image, the restart policy and the node (what `DecodingProfile.podSpecSummary` decodes).
     public var summary: PodSpec {
-        var spec = PodSpec(containers: containers.map { Container(name: $0.name, image: $0.image) })
-        spec.initContainers = initContainers?.map { Container(name: $0.name, image: $0.image) }
-        spec.restartPolicy = restartPolicy
-        spec.nodeName = nodeName
-        return spec
+        PodSpec(summaryOf: containers.map { Container(name: $0.name, image: $0.image) },
+                initContainers: initContainers?.map { Container(name: $0.name, image: $0.image) },
+                restartPolicy: restartPolicy, nodeName: nodeName)
+    }
+
+    /// A spec of only what a summary keeps: containers of a name and an image, the restart policy
+    /// and the node.
+    private init(summaryOf containers: [Container], initContainers: [Container]?, restartPolicy: String?, nodeName: String?) {
+        self.init(containers: containers)
+        self.initContainers = initContainers
+        self.restartPolicy = restartPolicy
+        self.nodeName = nodeName
     }
 }
 
